@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO ?= go
+PKGS ?= ./...
+
+.PHONY: test check fmt vet tidy fuzz bench run build
+
+## test: gofmt/vet/tidy checks, then every test with the race detector against
+## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
+## is unset) and the real RabbitMQ at AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).
+test: check
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## check: formatting, vet and module tidiness leave no diff.
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	@cp go.mod /tmp/.go.mod.bak && cp go.sum /tmp/.go.sum.bak && $(GO) mod tidy && \
+	  if ! cmp -s go.mod /tmp/.go.mod.bak || ! cmp -s go.sum /tmp/.go.sum.bak; then \
+	    echo "go mod tidy changed go.mod/go.sum"; cp /tmp/.go.mod.bak go.mod; cp /tmp/.go.sum.bak go.sum; exit 1; fi
+
+build:
+	$(GO) build $(PKGS)
+
+## bench: the benchmarks named in the README.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+## run: the whole system locally (see README).
+run:
+	$(GO) run ./local/cmd/run

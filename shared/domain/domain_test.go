@@ -1,0 +1,208 @@
+package domain
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func TestOrderTransitions(t *testing.T) {
+	tests := []struct {
+		name   string
+		from   OrderStatus
+		apply  func(*Order) Change
+		want   Change
+		status OrderStatus
+	}{
+		{"pay unpaid", OrderUnpaid, func(o *Order) Change { return o.MarkPaid(t0) }, Applied, OrderPaid},
+		{"pay paid again", OrderPaid, func(o *Order) Change { return o.MarkPaid(t0) }, NoOp, OrderPaid},
+		{"pay cancelled", OrderCancelled, func(o *Order) Change { return o.MarkPaid(t0) }, Refused, OrderCancelled},
+		{"cancel unpaid", OrderUnpaid, func(o *Order) Change { return o.Cancel(t0, CancelPaymentTimeout) }, Applied, OrderCancelled},
+		{"cancel cancelled again", OrderCancelled, func(o *Order) Change { return o.Cancel(t0, CancelPaymentTimeout) }, NoOp, OrderCancelled},
+		{"cancel paid", OrderPaid, func(o *Order) Change { return o.Cancel(t0, CancelPaymentTimeout) }, Refused, OrderPaid},
+		{"extend unpaid", OrderUnpaid, func(o *Order) Change { return o.ExtendDeadline(t0.Add(time.Hour)) }, Applied, OrderUnpaid},
+		{"extend earlier", OrderUnpaid, func(o *Order) Change { return o.ExtendDeadline(t0.Add(-time.Hour)) }, NoOp, OrderUnpaid},
+		{"extend paid", OrderPaid, func(o *Order) Change { return o.ExtendDeadline(t0.Add(time.Hour)) }, Refused, OrderPaid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Order{ID: "o1", Status: tc.from, Deadline: t0}
+			before := o
+			got := tc.apply(&o)
+			if got != tc.want {
+				t.Fatalf("change = %v, want %v", got, tc.want)
+			}
+			if o.Status != tc.status {
+				t.Fatalf("status = %v, want %v", o.Status, tc.status)
+			}
+			if got != Applied && !reflect.DeepEqual(o, before) {
+				t.Fatalf("a %v transition modified the order: %+v", got, o)
+			}
+		})
+	}
+}
+
+func TestOrderCancelRecordsReason(t *testing.T) {
+	o := NewOrder("o1", "u1", []OrderLine{{ItemID: "a", Quantity: 2, PriceCents: 150}, {ItemID: "b", Quantity: 1, PriceCents: 99}}, t0, t0.Add(time.Minute), "h")
+	if o.TotalCents != 399 || o.Status != OrderUnpaid {
+		t.Fatalf("new order = %+v", o)
+	}
+	o.Cancel(t0, CancelPaymentTimeout)
+	if o.CancelReason != CancelPaymentTimeout || !o.CancelledAt.Equal(t0) {
+		t.Fatalf("cancelled order = %+v", o)
+	}
+}
+
+func TestPayOrderTransitions(t *testing.T) {
+	tests := []struct {
+		name   string
+		from   PayStatus
+		close  bool
+		want   Change
+		status PayStatus
+	}{
+		{"succeed waiting", PayWaiting, false, Applied, PaySuccess},
+		{"succeed success", PaySuccess, false, NoOp, PaySuccess},
+		{"succeed closed", PayClosed, false, Refused, PayClosed},
+		{"close waiting", PayWaiting, true, Applied, PayClosed},
+		{"close closed", PayClosed, true, NoOp, PayClosed},
+		{"close success", PaySuccess, true, Refused, PaySuccess},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := PayOrder{Status: tc.from}
+			var got Change
+			if tc.close {
+				got = p.Close(t0)
+			} else {
+				got = p.Succeed(t0)
+			}
+			if got != tc.want || p.Status != tc.status {
+				t.Fatalf("got %v/%v, want %v/%v", got, p.Status, tc.want, tc.status)
+			}
+		})
+	}
+}
+
+func TestReserve(t *testing.T) {
+	items := func() map[string]*Item {
+		return map[string]*Item{"a": {ID: "a", PriceCents: 100, Stock: 5}, "b": {ID: "b", PriceCents: 7, Stock: 1}}
+	}
+	tests := []struct {
+		name    string
+		wants   []Want
+		err     error
+		stockA  int64
+		stockB  int64
+		priceOf int64
+	}{
+		{"all fit", []Want{{"a", 5}, {"b", 1}}, nil, 0, 0, 500},
+		{"one short: nothing taken", []Want{{"a", 2}, {"b", 2}}, ErrInsufficientStock, 5, 1, 0},
+		{"unknown: nothing taken", []Want{{"a", 1}, {"zz", 1}}, ErrUnknownItem, 5, 1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := items()
+			lines, err := Reserve(m, tc.wants)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if m["a"].Stock != tc.stockA || m["b"].Stock != tc.stockB {
+				t.Fatalf("stock a=%d b=%d, want %d %d", m["a"].Stock, m["b"].Stock, tc.stockA, tc.stockB)
+			}
+			if err == nil && lines[0].PriceCents*lines[0].Quantity != tc.priceOf {
+				t.Fatalf("lines = %+v", lines)
+			}
+		})
+	}
+}
+
+func TestReservationRestoreOnce(t *testing.T) {
+	items := map[string]*Item{"a": {ID: "a", Stock: 0}}
+	r := Reservation{OrderID: "o", State: Reserved, Lines: []OrderLine{{ItemID: "a", Quantity: 3}}}
+	if c := r.Restore(items, t0); c != Applied || items["a"].Stock != 3 {
+		t.Fatalf("first restore %v stock %d", c, items["a"].Stock)
+	}
+	if c := r.Restore(items, t0); c != NoOp || items["a"].Stock != 3 {
+		t.Fatalf("second restore %v stock %d", c, items["a"].Stock)
+	}
+}
+
+func TestWalletDebit(t *testing.T) {
+	w := Wallet{BalanceCents: 100}
+	if err := w.Debit(101); !errors.Is(err, ErrInsufficientBalance) || w.BalanceCents != 100 {
+		t.Fatalf("overdraft: %v, %d", err, w.BalanceCents)
+	}
+	if err := w.Debit(-1); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative: %v", err)
+	}
+	if err := w.Debit(100); err != nil || w.BalanceCents != 0 {
+		t.Fatalf("exact: %v, %d", err, w.BalanceCents)
+	}
+}
+
+func TestCart(t *testing.T) {
+	c := Cart{UserID: "u"}
+	steps := []struct {
+		name    string
+		do      func() bool
+		changed bool
+		lines   int
+	}{
+		{"add b", func() bool { return c.Set("b", 1) }, true, 1},
+		{"add a", func() bool { return c.Set("a", 2) }, true, 2},
+		{"same qty", func() bool { return c.Set("a", 2) }, false, 2},
+		{"remove missing", func() bool { return c.Set("z", 0) }, false, 2},
+		{"clear a,z", func() bool { return c.Remove([]string{"a", "z"}) }, true, 1},
+		{"clear a again", func() bool { return c.Remove([]string{"a"}) }, false, 1},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.changed || len(c.Lines) != s.lines {
+			t.Fatalf("%s: changed=%v lines=%v", s.name, got, c.Lines)
+		}
+	}
+	if c.Lines[0].ItemID != "b" {
+		t.Fatalf("lines = %+v", c.Lines)
+	}
+}
+
+func TestCheckWants(t *testing.T) {
+	tests := []struct {
+		name  string
+		wants []Want
+		ok    bool
+	}{
+		{"ok", []Want{{"i1", 1}, {"i-2.x_y", 1000}}, true},
+		{"empty", nil, false},
+		{"zero qty", []Want{{"i1", 0}}, false},
+		{"negative", []Want{{"i1", -3}}, false},
+		{"huge", []Want{{"i1", 1001}}, false},
+		{"duplicate", []Want{{"i1", 1}, {"i1", 2}}, false},
+		{"slash", []Want{{"a/b", 1}}, false},
+		{"dotdot", []Want{{"..", 1}}, false},
+		{"reserved", []Want{{"__x__", 1}}, false},
+		{"long", []Want{{strings.Repeat("a", 129), 1}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckWants(tc.wants)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err %v is not ErrInvalid", err)
+			}
+		})
+	}
+	many := make([]Want, MaxLinesPerOrder+1)
+	for i := range many {
+		many[i] = Want{ItemID: "i" + strings.Repeat("x", i), Quantity: 1}
+	}
+	if CheckWants(many) == nil {
+		t.Fatal("too many lines accepted")
+	}
+}

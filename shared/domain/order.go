@@ -1,0 +1,97 @@
+package domain
+
+import "time"
+
+// OrderStatus is the life cycle of an order: UNPAID → PAID | CANCELLED.
+type OrderStatus string
+
+const (
+	OrderUnpaid    OrderStatus = "UNPAID"
+	OrderPaid      OrderStatus = "PAID"
+	OrderCancelled OrderStatus = "CANCELLED"
+)
+
+// CancelPaymentTimeout is the cancel reason when the payment deadline passed.
+const CancelPaymentTimeout = "PAYMENT_TIMEOUT"
+
+// OrderLine is one item of an order, priced from the catalog at reservation time.
+type OrderLine struct {
+	ItemID     string
+	Quantity   int64
+	PriceCents int64
+}
+
+// Order is a shopper's order. Times are UTC; zero means unset.
+type Order struct {
+	ID           string
+	UserID       string
+	Status       OrderStatus
+	Items        []OrderLine
+	TotalCents   int64
+	Deadline     time.Time
+	CreatedAt    time.Time
+	PaidAt       time.Time
+	CancelledAt  time.Time
+	CancelReason string
+	// RequestHash identifies the request that created the order, so that an
+	// Idempotency-Key reused with another body is recognised.
+	RequestHash string
+}
+
+// NewOrder builds an UNPAID order from reserved lines. The total is computed
+// here from catalog prices, never taken from a client.
+func NewOrder(id, userID string, lines []OrderLine, now, deadline time.Time, requestHash string) Order {
+	o := Order{
+		ID:          id,
+		UserID:      userID,
+		Status:      OrderUnpaid,
+		Items:       append([]OrderLine(nil), lines...),
+		Deadline:    deadline.UTC(),
+		CreatedAt:   now.UTC(),
+		RequestHash: requestHash,
+	}
+	for _, l := range lines {
+		o.TotalCents += l.Quantity * l.PriceCents
+	}
+	return o
+}
+
+// MarkPaid moves UNPAID → PAID.
+func (o *Order) MarkPaid(at time.Time) Change {
+	switch o.Status {
+	case OrderPaid:
+		return NoOp
+	case OrderCancelled:
+		return Refused
+	}
+	o.Status = OrderPaid
+	o.PaidAt = at.UTC()
+	return Applied
+}
+
+// Cancel moves UNPAID → CANCELLED with a reason.
+func (o *Order) Cancel(at time.Time, reason string) Change {
+	switch o.Status {
+	case OrderCancelled:
+		return NoOp
+	case OrderPaid:
+		return Refused
+	}
+	o.Status = OrderCancelled
+	o.CancelledAt = at.UTC()
+	o.CancelReason = reason
+	return Applied
+}
+
+// ExtendDeadline moves an UNPAID order's deadline later. An earlier or equal
+// deadline, or a closed order, is a no-op.
+func (o *Order) ExtendDeadline(to time.Time) Change {
+	if o.Status != OrderUnpaid {
+		return Refused
+	}
+	if !to.After(o.Deadline) {
+		return NoOp
+	}
+	o.Deadline = to.UTC()
+	return Applied
+}

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+)
+
+// Storage DTOs: the only place that knows Firestore field names.
+
+type lineDoc struct {
+	ItemID     string `firestore:"itemId"`
+	Quantity   int64  `firestore:"quantity"`
+	PriceCents int64  `firestore:"priceCents"`
+}
+
+func toLineDocs(ls []domain.OrderLine) []lineDoc {
+	out := make([]lineDoc, len(ls))
+	for i, l := range ls {
+		out[i] = lineDoc(l)
+	}
+	return out
+}
+
+func fromLineDocs(ls []lineDoc) []domain.OrderLine {
+	out := make([]domain.OrderLine, len(ls))
+	for i, l := range ls {
+		out[i] = domain.OrderLine(l)
+	}
+	return out
+}
+
+// ts stores a zero time as an absent field.
+func ts(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func unts(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+type itemDoc struct {
+	Name       string `firestore:"name"`
+	PriceCents int64  `firestore:"priceCents"`
+	Stock      int64  `firestore:"stock"`
+}
+
+type reservationDoc struct {
+	Lines      []lineDoc  `firestore:"lines"`
+	State      string     `firestore:"state"`
+	CreatedAt  time.Time  `firestore:"createdAt"`
+	RestoredAt *time.Time `firestore:"restoredAt,omitempty"`
+}
+
+func toReservationDoc(r domain.Reservation) reservationDoc {
+	return reservationDoc{Lines: toLineDocs(r.Lines), State: string(r.State), CreatedAt: r.CreatedAt.UTC(), RestoredAt: ts(r.RestoredAt)}
+}
+
+func (d reservationDoc) domain(orderID string) domain.Reservation {
+	return domain.Reservation{OrderID: orderID, Lines: fromLineDocs(d.Lines), State: domain.ReservationState(d.State), CreatedAt: d.CreatedAt.UTC(), RestoredAt: unts(d.RestoredAt)}
+}
+
+type orderDoc struct {
+	UserID       string     `firestore:"userId"`
+	Status       string     `firestore:"status"`
+	Items        []lineDoc  `firestore:"items"`
+	TotalCents   int64      `firestore:"totalCents"`
+	Deadline     time.Time  `firestore:"deadline"`
+	CreatedAt    time.Time  `firestore:"createdAt"`
+	PaidAt       *time.Time `firestore:"paidAt,omitempty"`
+	CancelledAt  *time.Time `firestore:"cancelledAt,omitempty"`
+	CancelReason string     `firestore:"cancelReason,omitempty"`
+	RequestHash  string     `firestore:"requestHash,omitempty"`
+}
+
+func toOrderDoc(o domain.Order) orderDoc {
+	return orderDoc{
+		UserID: o.UserID, Status: string(o.Status), Items: toLineDocs(o.Items), TotalCents: o.TotalCents,
+		Deadline: o.Deadline.UTC(), CreatedAt: o.CreatedAt.UTC(), PaidAt: ts(o.PaidAt), CancelledAt: ts(o.CancelledAt),
+		CancelReason: o.CancelReason, RequestHash: o.RequestHash,
+	}
+}
+
+func (d orderDoc) domain(id string) domain.Order {
+	return domain.Order{
+		ID: id, UserID: d.UserID, Status: domain.OrderStatus(d.Status), Items: fromLineDocs(d.Items), TotalCents: d.TotalCents,
+		Deadline: d.Deadline.UTC(), CreatedAt: d.CreatedAt.UTC(), PaidAt: unts(d.PaidAt), CancelledAt: unts(d.CancelledAt),
+		CancelReason: d.CancelReason, RequestHash: d.RequestHash,
+	}
+}
+
+type payOrderDoc struct {
+	PayOrderID  string     `firestore:"payOrderId"`
+	UserID      string     `firestore:"userId"`
+	AmountCents int64      `firestore:"amountCents"`
+	Status      string     `firestore:"status"`
+	CreatedAt   time.Time  `firestore:"createdAt"`
+	PaidAt      *time.Time `firestore:"paidAt,omitempty"`
+	ClosedAt    *time.Time `firestore:"closedAt,omitempty"`
+}
+
+func toPayOrderDoc(p domain.PayOrder) payOrderDoc {
+	return payOrderDoc{PayOrderID: p.ID, UserID: p.UserID, AmountCents: p.AmountCents, Status: string(p.Status), CreatedAt: p.CreatedAt.UTC(), PaidAt: ts(p.PaidAt), ClosedAt: ts(p.ClosedAt)}
+}
+
+func (d payOrderDoc) domain(bizOrderNo string) domain.PayOrder {
+	return domain.PayOrder{ID: d.PayOrderID, BizOrderNo: bizOrderNo, UserID: d.UserID, AmountCents: d.AmountCents, Status: domain.PayStatus(d.Status), CreatedAt: d.CreatedAt.UTC(), PaidAt: unts(d.PaidAt), ClosedAt: unts(d.ClosedAt)}
+}
+
+type walletDoc struct {
+	BalanceCents int64 `firestore:"balanceCents"`
+}
+
+type cartLineDoc struct {
+	ItemID   string `firestore:"itemId"`
+	Quantity int64  `firestore:"quantity"`
+}
+
+type cartDoc struct {
+	Lines []cartLineDoc `firestore:"lines"`
+}

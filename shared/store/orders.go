@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"cloud.google.com/go/firestore"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+)
+
+func (s *Store) orderRef(id string) *firestore.DocumentRef { return s.c.Collection(ColOrders).Doc(id) }
+
+func decodeOrder(snap *firestore.DocumentSnapshot) (domain.Order, error) {
+	var d orderDoc
+	if err := snap.DataTo(&d); err != nil {
+		return domain.Order{}, fmt.Errorf("decode order %q: %w", snap.Ref.ID, err)
+	}
+	return d.domain(snap.Ref.ID), nil
+}
+
+// CreateOrder stores o unless an order with its id exists; then it returns
+// the stored one and created=false. Concurrent duplicates converge on one.
+func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.Order, created bool, err error) {
+	err = s.tx(ctx, func(t *firestore.Transaction) error {
+		snap, err := t.Get(s.orderRef(o.ID))
+		if err != nil && !notFound(err) {
+			return err
+		}
+		if snap.Exists() {
+			stored, err = decodeOrder(snap)
+			created = false
+			if err != nil {
+				return err
+			}
+			return errNoChange
+		}
+		stored, created = o, true
+		return t.Create(s.orderRef(o.ID), toOrderDoc(o))
+	})
+	if err != nil {
+		return domain.Order{}, false, fmt.Errorf("create order %q: %w", o.ID, err)
+	}
+	return stored, created, nil
+}
+
+// Order reads one order.
+func (s *Store) Order(ctx context.Context, id string) (domain.Order, error) {
+	snap, err := s.orderRef(id).Get(ctx)
+	if notFound(err) {
+		return domain.Order{}, fmt.Errorf("order %q: %w", id, domain.ErrNotFound)
+	}
+	if err != nil {
+		return domain.Order{}, classify(err)
+	}
+	return decodeOrder(snap)
+}
+
+// UpdateOrder applies fn to order id in one transaction and writes the result
+// only when fn reports domain.Applied. It returns the order as stored after
+// the call and what fn did.
+func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Order) domain.Change) (domain.Order, domain.Change, error) {
+	var (
+		o      domain.Order
+		change domain.Change
+	)
+	err := s.tx(ctx, func(t *firestore.Transaction) error {
+		snap, err := t.Get(s.orderRef(id))
+		if notFound(err) {
+			return fmt.Errorf("order %q: %w", id, domain.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if o, err = decodeOrder(snap); err != nil {
+			return err
+		}
+		if change = fn(&o); change != domain.Applied {
+			return errNoChange
+		}
+		return t.Set(s.orderRef(id), toOrderDoc(o))
+	})
+	if err != nil {
+		return domain.Order{}, 0, fmt.Errorf("update order %q: %w", id, err)
+	}
+	return o, change, nil
+}

@@ -1,0 +1,97 @@
+// Package store is the Firestore adapter: it keeps orders, pay orders, stock,
+// reservations, carts and wallets, and runs every state change in one
+// transaction with a bounded retry on contention.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+)
+
+// Collection names. Terraform declares indexes against these.
+const (
+	ColItems        = "items"
+	ColReservations = "reservations"
+	ColOrders       = "orders"
+	ColPayOrders    = "payOrders"
+	ColWallets      = "wallets"
+	ColCarts        = "carts"
+)
+
+// DefaultTxAttempts bounds how often one transaction is tried (the client's
+// default is 5). Retries go through the client's own loop, which sends the
+// aborted transaction's id with the retry so the backend gives it priority
+// (oldest wins), and backs off with full jitter from 1 s doubling to 30 s.
+// Measured on the emulator, 60 concurrent orders on one hot item settle in
+// about 2 attempts each; under a sustained burst on one item a transaction
+// can lose several rounds, and 5 attempts fail real orders. 12 attempts is
+// a few minutes of worst-case backoff, longer than any request deadline, so
+// in practice the caller's context is the bound and the attempts cap only
+// stops a transaction that can never commit.
+const DefaultTxAttempts = 12
+
+// Store is the Firestore adapter. It is safe for concurrent use.
+type Store struct {
+	c        *firestore.Client
+	attempts int
+	now      func() time.Time
+}
+
+// New opens a client for projectID (database "(default)"). With
+// FIRESTORE_EMULATOR_HOST set, the client talks to the emulator.
+func New(ctx context.Context, projectID string) (*Store, error) {
+	c, err := firestore.NewClient(ctx, projectID)
+	if err != nil {
+		return nil, fmt.Errorf("firestore client for project %q: %w", projectID, err)
+	}
+	return &Store{c: c, attempts: DefaultTxAttempts, now: func() time.Time { return time.Now().UTC() }}, nil
+}
+
+// Close releases the client.
+func (s *Store) Close() error { return s.c.Close() }
+
+// Client exposes the Firestore client for tools (seed, invariant checks).
+func (s *Store) Client() *firestore.Client { return s.c }
+
+// errNoChange ends a transaction without writing.
+var errNoChange = errors.New("no change")
+
+// tx runs f in a read-write transaction, retried on contention (ABORTED)
+// at most s.attempts times. f returning errNoChange ends it without writing.
+func (s *Store) tx(ctx context.Context, f func(*firestore.Transaction) error) error {
+	err := s.c.RunTransaction(ctx, func(_ context.Context, t *firestore.Transaction) error {
+		return f(t)
+	}, firestore.MaxAttempts(s.attempts))
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	return classify(err)
+}
+
+// classify maps transport failures to domain.ErrUnavailable and leaves
+// domain errors as they are.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Canceled, codes.Internal, codes.Unknown:
+		if _, ok := status.FromError(err); ok {
+			return fmt.Errorf("%w: firestore: %w", domain.ErrUnavailable, err)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
+	}
+	return err
+}
+
+func notFound(err error) bool { return status.Code(err) == codes.NotFound }

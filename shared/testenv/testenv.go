@@ -1,0 +1,215 @@
+// Package testenv gives integration tests the real services they need: the
+// Firestore emulator (started here when FIRESTORE_EMULATOR_HOST is unset) and
+// RabbitMQ at AMQP_URL. A missing service fails the test with a message that
+// says how to start it; nothing is skipped silently.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+// DefaultAMQPURL is used when AMQP_URL is unset.
+const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
+
+var (
+	emuMu   sync.Mutex
+	emuCmd  *exec.Cmd
+	emuHost string
+	emuErr  error
+)
+
+// Main wraps testing.M.Run: it stops an emulator this process started, with
+// its whole process group, whatever the tests did. Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	StopEmulator()
+	return code
+}
+
+// FirestoreHost returns the emulator's host:port, starting one when
+// FIRESTORE_EMULATOR_HOST is unset. The first call that starts it sets
+// FIRESTORE_EMULATOR_HOST for the whole process.
+func FirestoreHost(t testing.TB) string {
+	t.Helper()
+	emuMu.Lock()
+	defer emuMu.Unlock()
+	if h := os.Getenv("FIRESTORE_EMULATOR_HOST"); h != "" && emuHost == "" {
+		if err := waitEmulator(h, 5*time.Second); err != nil {
+			t.Fatalf("FIRESTORE_EMULATOR_HOST=%s does not answer (%v); start one with `gcloud emulators firestore start --host-port=%s`, or unset the variable to let the tests start their own", h, err, h)
+		}
+		emuHost = h
+	}
+	if emuHost == "" && emuErr == nil {
+		emuHost, emuErr = startEmulator()
+	}
+	if emuErr != nil {
+		t.Fatalf("Firestore emulator: %v", emuErr)
+	}
+	return emuHost
+}
+
+func startEmulator() (string, error) {
+	if _, err := exec.LookPath("gcloud"); err != nil {
+		return "", fmt.Errorf("gcloud is not on PATH: install the Google Cloud SDK with the cloud-firestore-emulator component, or set FIRESTORE_EMULATOR_HOST to a running emulator")
+	}
+	port, err := FreePort()
+	if err != nil {
+		return "", err
+	}
+	host := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command("gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log, _ := os.CreateTemp("", "firestore-emulator-*.log")
+	if log != nil {
+		cmd.Stdout, cmd.Stderr = log, log
+	}
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start `gcloud emulators firestore start`: %w", err)
+	}
+	emuCmd = cmd
+	if err := waitEmulator(host, 60*time.Second); err != nil {
+		StopEmulatorLocked()
+		return "", fmt.Errorf("emulator on %s did not come up (%v); its log: %s", host, err, logName(log))
+	}
+	os.Setenv("FIRESTORE_EMULATOR_HOST", host)
+	return host, nil
+}
+
+func logName(f *os.File) string {
+	if f == nil {
+		return "(none)"
+	}
+	return f.Name()
+}
+
+func waitEmulator(host string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + host + "/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.TrimSpace(string(body)) == "Ok" {
+				return nil
+			}
+			last = fmt.Errorf("status %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return last
+}
+
+// StopEmulator stops an emulator this process started (the gcloud wrapper and
+// its Java child, by process group). It is safe to call more than once.
+func StopEmulator() {
+	emuMu.Lock()
+	defer emuMu.Unlock()
+	StopEmulatorLocked()
+}
+
+// StopEmulatorLocked is StopEmulator for callers holding the lock.
+func StopEmulatorLocked() {
+	if emuCmd == nil || emuCmd.Process == nil {
+		return
+	}
+	pgid := emuCmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = emuCmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	// The Java child may outlive the wrapper: make sure the group is gone.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	emuCmd = nil
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// ProjectID returns a project id unique to this test, so tests sharing one
+// emulator never see each other's documents.
+func ProjectID(t testing.TB) string {
+	name := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(name) > 30 {
+		name = name[:30]
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return strings.Trim("t-"+name, "-") + "-" + hex.EncodeToString(b)
+}
+
+// Store returns a store on the emulator in a fresh project for this test, and
+// the project id. It is closed when the test ends.
+func Store(t testing.TB) (*store.Store, string) {
+	t.Helper()
+	FirestoreHost(t)
+	project := ProjectID(t)
+	s, err := store.New(context.Background(), project)
+	if err != nil {
+		t.Fatalf("store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, project
+}
+
+// AMQPURL returns AMQP_URL (or the default) after checking that RabbitMQ
+// answers there.
+func AMQPURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("AMQP_URL")
+	if url == "" {
+		url = DefaultAMQPURL
+	}
+	var err error
+	for i := 0; i < 20; i++ {
+		var c *amqp.Connection
+		if c, err = amqp.Dial(url); err == nil {
+			_ = c.Close()
+			return url
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("RabbitMQ is not reachable at %s (%v): start it with `rabbitmq-server -detached` or set AMQP_URL", url, err)
+	return ""
+}
+
+// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// UniqueName returns prefix plus a random suffix, for queue and exchange names.
+func UniqueName(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
