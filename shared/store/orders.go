@@ -21,6 +21,9 @@ func decodeOrder(snap *firestore.DocumentSnapshot) (domain.Order, error) {
 
 // CreateOrder stores o unless an order with its id exists; then it returns
 // the stored one and created=false. Concurrent duplicates converge on one.
+// The order is only created while its stock reservation is RESERVED: once a
+// compensation or the sweeper gave the stock back, the order can never
+// appear (domain.ErrOrderClosed), so no order lives without its stock.
 func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.Order, created bool, err error) {
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		snap, err := t.Get(s.orderRef(o.ID))
@@ -34,6 +37,19 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 				return err
 			}
 			return errNoChange
+		}
+		rsnap, err := t.Get(s.c.Collection(ColReservations).Doc(o.ID))
+		if err != nil && !notFound(err) {
+			return err
+		}
+		var rd reservationDoc
+		if rsnap.Exists() {
+			if err := rsnap.DataTo(&rd); err != nil {
+				return err
+			}
+		}
+		if rd.State != string(domain.Reserved) {
+			return fmt.Errorf("order %q has no live stock reservation: %w", o.ID, domain.ErrOrderClosed)
 		}
 		stored, created = o, true
 		return t.Create(s.orderRef(o.ID), toOrderDoc(o))

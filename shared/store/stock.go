@@ -112,10 +112,31 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 // Restore gives back exactly what orderID's reservation took, at most once.
 // A restore for an order with no reservation leaves a RESTORED tombstone, so
 // a deduct that arrives later (a retried saga step) takes nothing.
-func (s *Store) Restore(ctx context.Context, orderID string) (domain.Change, error) {
+//
+// With onlyIfNoOrder (saga compensation, orphan release) it gives nothing
+// back while an order with this id exists and is not cancelled, checked in
+// the same transaction: a create whose commit was reported as failed but
+// went through keeps its stock.
+func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool) (domain.Change, error) {
 	change := domain.NoOp
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		change = domain.NoOp
+		if onlyIfNoOrder {
+			osnap, err := t.Get(s.orderRef(orderID))
+			if err != nil && !notFound(err) {
+				return err
+			}
+			if osnap.Exists() {
+				o, err := decodeOrder(osnap)
+				if err != nil {
+					return err
+				}
+				if o.Status != domain.OrderCancelled {
+					change = domain.Refused
+					return errNoChange
+				}
+			}
+		}
 		resRef := s.c.Collection(ColReservations).Doc(orderID)
 		snap, err := t.Get(resRef)
 		if notFound(err) {

@@ -52,7 +52,9 @@ func New(ctx context.Context, projectID string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for project %q: %w", projectID, err)
 	}
-	return &Store{c: c, attempts: DefaultTxAttempts, now: func() time.Time { return time.Now().UTC() }}, nil
+	// Firestore keeps microseconds: times are truncated so an answer built in
+	// memory equals the same document read back.
+	return &Store{c: c, attempts: DefaultTxAttempts, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
 }
 
 // Close releases the client.

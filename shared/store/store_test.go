@@ -66,7 +66,7 @@ func TestReserveAllOrNothingAndIdempotent(t *testing.T) {
 		t.Fatalf("after reserve stock a=%d b=%d", a, b)
 	}
 	for i, want := range []domain.Change{domain.Applied, domain.NoOp, domain.NoOp} {
-		got, err := s.Restore(ctx, "o2")
+		got, err := s.Restore(ctx, "o2", false)
 		if err != nil || got != want {
 			t.Fatalf("restore #%d: %v %v, want %v", i, got, err, want)
 		}
@@ -75,7 +75,7 @@ func TestReserveAllOrNothingAndIdempotent(t *testing.T) {
 		t.Fatalf("after restore stock a=%d b=%d", a, b)
 	}
 	// A restore that overtakes its deduct blocks the deduct.
-	if _, err := s.Restore(ctx, "o3"); err != nil {
+	if _, err := s.Restore(ctx, "o3", false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Reserve(ctx, "o3", []domain.Want{{ItemID: "a", Quantity: 1}}); !errors.Is(err, domain.ErrOrderClosed) {
@@ -132,8 +132,23 @@ func TestConcurrentReserveNoOversell(t *testing.T) {
 	}
 }
 
+// reserve puts a plentiful item x and reserves one for order id, as the
+// create saga does before it writes the order.
+func reserve(t *testing.T, s *store.Store, id string) {
+	t.Helper()
+	if _, err := s.Item(ctxT(t), "x"); err != nil {
+		if err := s.PutItem(ctxT(t), domain.Item{ID: "x", Name: "X", PriceCents: 1, Stock: 1_000_000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Reserve(ctxT(t), id, []domain.Want{{ItemID: "x", Quantity: 1}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func seedOrder(t *testing.T, s *store.Store, id, user string, total int64) {
 	t.Helper()
+	reserve(t, s, id)
 	o := domain.NewOrder(id, user, []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: total}}, time.Now(), time.Now().Add(time.Minute), "")
 	if _, created, err := s.CreateOrder(ctxT(t), o); err != nil || !created {
 		t.Fatalf("create order %s: %v %v", id, created, err)
@@ -256,6 +271,7 @@ func TestCreateOrderConverges(t *testing.T) {
 	t.Parallel()
 	s, _ := testenv.Store(t)
 	ctx := ctxT(t)
+	reserve(t, s, "same")
 	var wg sync.WaitGroup
 	created := make([]bool, 10)
 	for i := range created {
@@ -278,6 +294,35 @@ func TestCreateOrderConverges(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d creators, want 1", n)
+	}
+}
+
+func TestOrderNeedsLiveReservation(t *testing.T) {
+	t.Parallel()
+	s, _ := testenv.Store(t)
+	ctx := ctxT(t)
+	o := domain.NewOrder("o1", "u", []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: 1}}, time.Now(), time.Now(), "")
+	if _, _, err := s.CreateOrder(ctx, o); !errors.Is(err, domain.ErrOrderClosed) {
+		t.Fatalf("order without reservation: %v", err)
+	}
+	reserve(t, s, "o1")
+	if _, err := s.Restore(ctx, "o1", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateOrder(ctx, o); !errors.Is(err, domain.ErrOrderClosed) {
+		t.Fatalf("order after its stock was released: %v", err)
+	}
+	// A release never takes the stock of a live order.
+	reserve(t, s, "o2")
+	o.ID = "o2"
+	if _, _, err := s.CreateOrder(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Restore(ctx, "o2", true); err != nil || c != domain.Refused {
+		t.Fatalf("release of a live order: %v %v", c, err)
+	}
+	if r, _ := s.Reservation(ctx, "o2"); r.State != domain.Reserved {
+		t.Fatalf("reservation %s", r.State)
 	}
 }
 

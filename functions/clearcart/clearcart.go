@@ -1,0 +1,168 @@
+// Package clearcart is the ClearCart function: internal callers remove an
+// order's items from a cart (idempotent); the cart's owner reads it and sets
+// lines.
+package clearcart
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+func init() {
+	functions.HTTP("ClearCart", app.Lazy(func(ctx context.Context) (http.Handler, error) {
+		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret)
+		if err != nil {
+			return nil, err
+		}
+		return app.WithLogger(env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal)), nil
+	}))
+}
+
+// Handler serves ClearCart.
+type Handler struct {
+	store    *store.Store
+	users    auth.Users
+	internal auth.Internal
+}
+
+// New returns the handler.
+func New(s *store.Store, users auth.Users, internal auth.Internal) *Handler {
+	return &Handler{store: s, users: users, internal: internal}
+}
+
+// CartJSON is the owner's view of a cart.
+type CartJSON struct {
+	UserID string             `json:"userId"`
+	Items  []clients.LineJSON `json:"items"`
+}
+
+func view(c domain.Cart) CartJSON {
+	v := CartJSON{UserID: c.UserID, Items: []clients.LineJSON{}}
+	for _, l := range c.Lines {
+		v.Items = append(v.Items, clients.LineJSON{ItemID: l.ItemID, Quantity: l.Quantity})
+	}
+	return v
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/":
+		h.clear(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/":
+		h.get(w, r)
+	case r.Method == http.MethodPut:
+		h.put(w, r)
+	default:
+		httpx.MethodNotAllowed(w, r)
+	}
+}
+
+func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
+	if err := h.internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req clients.ClearRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("userId", req.UserID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if len(req.ItemIDs) > domain.MaxLinesPerOrder {
+		httpx.Error(w, r, domain.Invalidf("at most %d itemIds", domain.MaxLinesPerOrder))
+		return
+	}
+	for _, id := range req.ItemIDs {
+		if err := domain.CheckID("itemIds[]", id); err != nil {
+			httpx.Error(w, r, err)
+			return
+		}
+	}
+	c, err := h.store.UpdateCart(r.Context(), req.UserID, func(c *domain.Cart) bool { return c.Remove(req.ItemIDs) })
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, view(c))
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	uid, err := auth.User(r.Context(), h.users, r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	c, err := h.store.Cart(r.Context(), uid)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, view(c))
+}
+
+// PutLine is the body of PUT /{itemId}.
+type PutLine struct {
+	Quantity *int64 `json:"quantity"`
+}
+
+func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
+	uid, err := auth.User(r.Context(), h.users, r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	itemID, ok, err := httpx.PathID(r, "itemId")
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if !ok {
+		httpx.MethodNotAllowed(w, r)
+		return
+	}
+	var req PutLine
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if req.Quantity == nil || *req.Quantity < 0 || *req.Quantity > domain.MaxQuantityPerRow {
+		httpx.Error(w, r, domain.Invalidf("quantity must be between 0 and %d (0 removes the line)", domain.MaxQuantityPerRow))
+		return
+	}
+	if *req.Quantity > 0 {
+		if _, err := h.store.Item(r.Context(), itemID); err != nil {
+			httpx.Error(w, r, err)
+			return
+		}
+	}
+	c, err := h.store.UpdateCart(r.Context(), uid, func(c *domain.Cart) bool {
+		if len(c.Lines) >= domain.MaxLinesPerOrder && *req.Quantity > 0 {
+			found := false
+			for _, l := range c.Lines {
+				found = found || l.ItemID == itemID
+			}
+			if !found {
+				return false
+			}
+		}
+		return c.Set(itemID, *req.Quantity)
+	})
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, view(c))
+}

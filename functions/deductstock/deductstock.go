@@ -1,0 +1,139 @@
+// Package deductstock is the DeductStock function: internal callers deduct
+// an order's stock (all or nothing, idempotent per order) and give it back
+// (at most once); anyone may read an item.
+package deductstock
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+func init() {
+	functions.HTTP("DeductStock", app.Lazy(func(ctx context.Context) (http.Handler, error) {
+		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret)
+		if err != nil {
+			return nil, err
+		}
+		return app.WithLogger(env.Log, env.Cfg.Project, New(env.Store, env.Internal)), nil
+	}))
+}
+
+// Handler serves DeductStock.
+type Handler struct {
+	store    *store.Store
+	internal auth.Internal
+}
+
+// New returns the handler.
+func New(s *store.Store, internal auth.Internal) *Handler {
+	return &Handler{store: s, internal: internal}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/":
+		h.deduct(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/restore":
+		h.restore(w, r)
+	case r.Method == http.MethodGet:
+		h.item(w, r)
+	default:
+		httpx.MethodNotAllowed(w, r)
+	}
+}
+
+func (h *Handler) deduct(w http.ResponseWriter, r *http.Request) {
+	if err := h.internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req clients.DeductRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	wants := make([]domain.Want, len(req.Items))
+	for i, l := range req.Items {
+		if l.PriceCents != 0 {
+			httpx.Error(w, r, domain.Invalidf("items[%d]: priceCents comes from the catalog, not the caller", i))
+			return
+		}
+		wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
+	}
+	if err := domain.CheckWants(wants); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	lines, err := h.store.Reserve(r.Context(), req.OrderID, wants)
+	if err != nil {
+		httpx.Error(w, r, err, "order_id", req.OrderID)
+		return
+	}
+	resp := clients.DeductResponse{OrderID: req.OrderID, Items: make([]clients.LineJSON, len(lines))}
+	for i, l := range lines {
+		resp.Items[i] = clients.LineJSON(l)
+	}
+	httpx.JSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
+	if err := h.internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req clients.RestoreRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	change, err := h.store.Restore(r.Context(), req.OrderID, req.OnlyIfNoOrder)
+	if err != nil {
+		httpx.Error(w, r, err, "order_id", req.OrderID)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, clients.RestoreResponse{OrderID: req.OrderID, Restored: change == domain.Applied})
+}
+
+// ItemJSON is the public view of an item.
+type ItemJSON struct {
+	ItemID     string `json:"itemId"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"priceCents"`
+	Stock      int64  `json:"stock"`
+}
+
+func (h *Handler) item(w http.ResponseWriter, r *http.Request) {
+	id, ok, err := httpx.PathID(r, "itemId")
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if !ok {
+		httpx.NotFound(w, r)
+		return
+	}
+	it, err := h.store.Item(r.Context(), id)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, ItemJSON{ItemID: it.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock})
+}

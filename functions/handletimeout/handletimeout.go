@@ -1,0 +1,150 @@
+// Package handletimeout is the HandleTimeout function. The relay delivers
+// it CloudEvents (binary or structured HTTP mode):
+//
+//   - orders.timeout.due.v1 {orderId, deadline}: decide the order at its deadline;
+//   - orders.payment.succeeded.v1 {orderId, payOrderId}: Pay's announcement;
+//     the payment is confirmed with Pay, then the order becomes PAID;
+//   - orders.payment.check.v1 {orderId, deadline}: an early check; PAID if
+//     the payment succeeded, else nothing.
+//
+// Answers: nil (2xx) when done, also for duplicates and stale events; a 4xx
+// result for a malformed event (the relay dead-letters it); any other error
+// (5xx) when the payment state is unknown or a dependency failed, so the
+// relay retries. It never cancels on a guess.
+package handletimeout
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/events"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
+)
+
+// TokenExtension is the CloudEvent extension that carries the internal
+// shared secret in local/test mode (HTTP header ce-internaltoken in binary
+// mode). In production IAM lets only the relay's service account invoke
+// the function, and the extension is not used.
+const TokenExtension = "internaltoken"
+
+func init() {
+	var h *Handler
+	functions.CloudEvent("HandleTimeout", app.LazyEvent(func(ctx context.Context) error {
+		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
+			config.EnvPayURL, config.EnvDeductStockURL)
+		if err != nil {
+			return err
+		}
+		h = New(&timeout.Decider{
+			Orders:     env.Store,
+			Pay:        clients.Pay{C: env.Client(env.Cfg.PayURL)},
+			Stock:      clients.Stock{C: env.Client(env.Cfg.DeductStockURL)},
+			Publisher:  env.Publisher,
+			SagaBudget: env.Cfg.SweepSagaBudget,
+		}, env.Cfg, env.Log)
+		return nil
+	}, func(ctx context.Context, e cloudevents.Event) error { return h.Handle(ctx, e) }))
+}
+
+// Handler decides the events.
+type Handler struct {
+	decider *timeout.Decider
+	secret  string // "" when IAM guards the function (google mode)
+	log     *slog.Logger
+	project string
+}
+
+// New returns the handler.
+func New(d *timeout.Decider, cfg config.Config, log *slog.Logger) *Handler {
+	h := &Handler{decider: d, log: log, project: cfg.Project}
+	if cfg.InternalMode == config.InternalSecret {
+		h.secret = cfg.InternalSecret
+	}
+	return h
+}
+
+func permanent(format string, args ...any) error {
+	return cehttp.NewResult(http.StatusBadRequest, format, args...)
+}
+
+// Handle decides one event.
+func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
+	log := h.log.With("event_id", e.ID(), "event_type", e.Type())
+	if tp, ok := e.Extensions()["traceparent"].(string); ok {
+		if a := logging.TraceAttr(h.project, tp); a.Key != "" {
+			log = log.With(a)
+		}
+	}
+	if h.secret != "" {
+		tok, _ := e.Extensions()[TokenExtension].(string)
+		if subtle.ConstantTimeCompare([]byte(tok), []byte(h.secret)) != 1 {
+			log.Warn("event refused: missing or wrong internal token")
+			return cehttp.NewResult(http.StatusUnauthorized, "missing or wrong %s extension", TokenExtension)
+		}
+	}
+	ctx = logging.With(ctx, log)
+	var (
+		out     timeout.Outcome
+		err     error
+		orderID string
+	)
+	switch e.Type() {
+	case events.TypeTimeoutDue:
+		var deadline time.Time
+		if orderID, deadline, err = events.ParseTimeout(e.Data()); err != nil {
+			log.Warn("malformed event", "error", err.Error())
+			return permanent("malformed %s data: %v", e.Type(), err)
+		}
+		out, err = h.decider.Due(ctx, orderID, deadline)
+	case events.TypePaymentSucceeded:
+		if orderID, err = events.ParsePaid(e.Data()); err != nil {
+			log.Warn("malformed event", "error", err.Error())
+			return permanent("malformed %s data: %v", e.Type(), err)
+		}
+		out, err = h.decider.Check(ctx, orderID)
+	case events.TypePaymentCheck:
+		if orderID, _, err = events.ParseTimeout(e.Data()); err != nil {
+			log.Warn("malformed event", "error", err.Error())
+			return permanent("malformed %s data: %v", e.Type(), err)
+		}
+		out, err = h.decider.Check(ctx, orderID)
+	default:
+		log.Warn("unknown event type")
+		return permanent("unknown event type %q", e.Type())
+	}
+	log = log.With(logging.KeyOrderID, orderID)
+	if errors.Is(err, domain.ErrNotFound) && e.Type() != events.TypeTimeoutDue {
+		log.Warn("event for an unknown order", "error", err.Error())
+		return permanent("unknown order %q", orderID)
+	}
+	if err != nil {
+		log.Error("decision deferred; the relay retries", "error", err.Error())
+		return fmt.Errorf("order %s: %w", orderID, err)
+	}
+	log.Info("event handled", "outcome", string(out))
+	return nil
+}
+
+// HTTPHandler serves Handle over HTTP the way functions-framework does
+// (binary and structured CloudEvents), for tests and in-process stacks.
+func (h *Handler) HTTPHandler() (http.Handler, error) {
+	p, err := cloudevents.NewHTTP()
+	if err != nil {
+		return nil, err
+	}
+	return cloudevents.NewHTTPReceiveHandler(context.Background(), p, h.Handle)
+}

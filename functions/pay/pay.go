@@ -1,0 +1,171 @@
+// Package pay is the Pay function: the owner pays an order from the wallet
+// and reads it; internal callers query a pay order by business order number
+// and close it at the deadline. A payment and a close of the same order
+// serialise on its pay-order document: exactly one wins.
+package pay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/events"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
+)
+
+func init() {
+	functions.HTTP("Pay", app.Lazy(func(ctx context.Context) (http.Handler, error) {
+		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret, config.EnvAMQPURL)
+		if err != nil {
+			return nil, err
+		}
+		return app.WithLogger(env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Publisher)), nil
+	}))
+}
+
+// Handler serves Pay.
+type Handler struct {
+	store    *store.Store
+	users    auth.Users
+	internal auth.Internal
+	announce timeout.Publisher
+}
+
+// New returns the handler. announce publishes "payment succeeded".
+func New(s *store.Store, users auth.Users, internal auth.Internal, announce timeout.Publisher) *Handler {
+	return &Handler{store: s, users: users, internal: internal, announce: announce}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/":
+		h.pay(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/close":
+		h.close(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/":
+		h.query(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/wallet":
+		h.wallet(w, r)
+	default:
+		httpx.MethodNotAllowed(w, r)
+	}
+}
+
+func newPayOrderID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return "p" + hex.EncodeToString(b)
+}
+
+func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
+	uid, err := auth.User(r.Context(), h.users, r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req clients.OrderRef
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	p, changed, err := h.store.Pay(r.Context(), req.OrderID, uid, newPayOrderID())
+	if err != nil {
+		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)
+		return
+	}
+	log := logging.From(r.Context()).With(logging.KeyOrderID, req.OrderID)
+	if changed {
+		log.Info("payment succeeded", "pay_order_id", p.ID, "amount_cents", p.AmountCents)
+	}
+	// Announce on every successful answer: a repeated pay re-sends an
+	// announcement that may have been lost. The payment stands either way;
+	// the timeout check finds it if every announcement is lost.
+	if err := h.announce.Publish(r.Context(), events.Paid(p.BizOrderNo, p.ID, p.PaidAt, r.Header.Get("traceparent"))); err != nil {
+		log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
+	}
+	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+}
+
+func (h *Handler) close(w http.ResponseWriter, r *http.Request) {
+	if err := h.internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req clients.OrderRef
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	p, _, err := h.store.ClosePayOrder(r.Context(), req.OrderID, newPayOrderID())
+	if err != nil {
+		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+}
+
+func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
+	orderID := r.URL.Query().Get("bizOrderNo")
+	if err := domain.CheckID("bizOrderNo", orderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	owner := ""
+	if err := h.internal.Check(r); err != nil {
+		uid, uerr := auth.User(r.Context(), h.users, r)
+		if uerr != nil {
+			httpx.Error(w, r, uerr)
+			return
+		}
+		owner = uid
+	}
+	p, err := h.store.PayOrder(r.Context(), orderID)
+	if err != nil {
+		httpx.Error(w, r, err, logging.KeyOrderID, orderID)
+		return
+	}
+	if owner != "" && p.UserID != owner {
+		httpx.NotFound(w, r)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+}
+
+// WalletJSON is the owner's view of a wallet.
+type WalletJSON struct {
+	UserID       string `json:"userId"`
+	BalanceCents int64  `json:"balanceCents"`
+}
+
+func (h *Handler) wallet(w http.ResponseWriter, r *http.Request) {
+	uid, err := auth.User(r.Context(), h.users, r)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	wl, err := h.store.Wallet(r.Context(), uid)
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, WalletJSON{UserID: wl.UserID, BalanceCents: wl.BalanceCents})
+}

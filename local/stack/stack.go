@@ -1,0 +1,271 @@
+// Package stack runs the whole system in one process for integration tests:
+// each function behind its own real HTTP server, the real relay, the real
+// Firestore emulator and the real RabbitMQ. Tests may stop and restart a
+// function's server, and wrap the Pay announcer to drop announcements.
+package stack
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/functions/clearcart"
+	"github.com/ordertimeout/ordertimeout/functions/createorder"
+	"github.com/ordertimeout/ordertimeout/functions/deductstock"
+	"github.com/ordertimeout/ordertimeout/functions/handletimeout"
+	"github.com/ordertimeout/ordertimeout/functions/pay"
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/relay"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
+)
+
+// Names of the functions.
+const (
+	CreateOrder   = "CreateOrder"
+	DeductStock   = "DeductStock"
+	ClearCart     = "ClearCart"
+	Pay           = "Pay"
+	HandleTimeout = "HandleTimeout"
+)
+
+// Options tweak a stack.
+type Options struct {
+	// DropAnnouncements makes Pay's "payment succeeded" announcements vanish.
+	DropAnnouncements bool
+	// NoRelay leaves the relay off (tests drive HandleTimeout themselves).
+	NoRelay bool
+	// RelayBackoff is the relay's first retry delay (default 200ms).
+	RelayBackoff time.Duration
+	Configure    func(*config.Config)
+}
+
+// Stack is a running system.
+type Stack struct {
+	T          testing.TB
+	Cfg        config.Config
+	Store      *store.Store
+	Topology   broker.Topology
+	Publisher  *broker.Publisher
+	Relay      *relay.Relay
+	AuthSecret []byte
+
+	mu      sync.Mutex
+	servers map[string]*server
+	cancel  context.CancelFunc
+	relayWG sync.WaitGroup
+}
+
+// server is a real HTTP server on a fixed port that can be stopped and
+// started again on the same address.
+type server struct {
+	addr    string
+	handler http.Handler
+	srv     *httptest.Server
+}
+
+func (s *server) start() error {
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return err
+	}
+	s.srv = httptest.NewUnstartedServer(s.handler)
+	s.srv.Listener.Close()
+	s.srv.Listener = l
+	s.srv.Start()
+	return nil
+}
+
+// dropper publishes nothing and reports success: a lost announcement.
+type dropper struct{}
+
+func (dropper) Publish(context.Context, broker.Message) error { return nil }
+
+// Start brings the system up for t and tears it down when t ends.
+func Start(t testing.TB, opt Options) *Stack {
+	t.Helper()
+	st, project := testenv.Store(t)
+	amqpURL := testenv.AMQPURL(t)
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Project = project
+	cfg.AuthMode, cfg.AuthSecret = config.AuthHS256, "test-user-secret-0123456789"
+	cfg.InternalMode, cfg.InternalSecret = config.InternalSecret, "test-internal-secret-0123456789"
+	cfg.AMQPURL = amqpURL
+	cfg.BrokerPrefix = testenv.UniqueName("ot-test")
+	cfg.CallTimeout = 5 * time.Second
+	cfg.SweepSagaBudget = 10 * time.Second
+	if opt.Configure != nil {
+		opt.Configure(&cfg)
+	}
+	s := &Stack{T: t, Cfg: cfg, Store: st, Topology: app.Topology(cfg), AuthSecret: []byte(cfg.AuthSecret), servers: map[string]*server{}}
+	s.Publisher = broker.NewPublisher(amqpURL, s.Topology)
+	t.Cleanup(func() { _ = s.Publisher.Close() })
+
+	log := logging.New(io.Discard, slog.LevelInfo)
+	if os.Getenv("STACK_LOG") != "" {
+		log = logging.New(os.Stderr, slog.LevelDebug)
+	}
+	users := auth.HS256{Secret: s.AuthSecret}
+	internal := auth.SharedSecret{Secret: cfg.InternalSecret}
+	signer := auth.SecretSigner{Secret: cfg.InternalSecret}
+
+	// Reserve addresses first: the functions call each other by URL.
+	for _, name := range []string{CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout} {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.servers[name] = &server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	}
+	client := func(name string) *clients.Client { return clients.New(s.URL(name), signer, cfg.CallTimeout) }
+	var announce timeout.Publisher = s.Publisher
+	if opt.DropAnnouncements {
+		announce = dropper{}
+	}
+	wrap := func(h http.Handler) http.Handler { return app.WithLogger(log, project, h) }
+	s.servers[DeductStock].handler = wrap(deductstock.New(st, internal))
+	s.servers[ClearCart].handler = wrap(clearcart.New(st, users, internal))
+	s.servers[Pay].handler = wrap(pay.New(st, users, internal, announce))
+	s.servers[CreateOrder].handler = wrap(createorder.New(createorder.Deps{
+		Store: st, Users: users, Publisher: s.Publisher, Cfg: cfg,
+		Stock: clients.Stock{C: client(DeductStock)}, Cart: clients.Cart{C: client(ClearCart)},
+	}))
+	ht := handletimeout.New(&timeout.Decider{
+		Orders: st, Pay: clients.Pay{C: client(Pay)}, Stock: clients.Stock{C: client(DeductStock)},
+		Publisher: s.Publisher, SagaBudget: cfg.SweepSagaBudget,
+	}, cfg, log)
+	ceHandler, err := ht.HTTPHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.servers[HandleTimeout].handler = ceHandler
+	for name, srv := range s.servers {
+		if err := srv.start(); err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+	}
+	t.Cleanup(s.closeServers)
+
+	// Declare the topology now, so publishes before the relay starts land.
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = s.Topology.Declare(ch)
+	}
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := amqp.Dial(amqpURL)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if ch, err := c.Channel(); err == nil {
+			_ = s.Topology.Delete(ch)
+		}
+	})
+	if !opt.NoRelay {
+		backoff := opt.RelayBackoff
+		if backoff == 0 {
+			backoff = 200 * time.Millisecond
+		}
+		s.StartRelay(relay.Options{BackoffBase: backoff, BackoffMax: 2 * time.Second, Concurrency: 16, Log: log})
+	}
+	return s
+}
+
+// StartRelay runs a relay with opt (target, broker and token filled in).
+func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
+	opt.AMQPURL, opt.Topology, opt.Target = s.Cfg.AMQPURL, s.Topology, s.URL(HandleTimeout)
+	opt.Token = s.Cfg.InternalSecret
+	if opt.Drain == 0 {
+		opt.Drain = 5 * time.Second
+	}
+	r := relay.New(opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.Relay, s.cancel = r, cancel
+	s.mu.Unlock()
+	s.relayWG.Add(1)
+	go func() {
+		defer s.relayWG.Done()
+		_ = r.Run(ctx)
+	}()
+	s.T.Cleanup(s.StopRelay)
+	return r
+}
+
+// StopRelay stops the relay gracefully and waits for it.
+func (s *Stack) StopRelay() {
+	s.mu.Lock()
+	cancel := s.cancel
+	s.cancel = nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.relayWG.Wait()
+}
+
+// URL is a function's base URL.
+func (s *Stack) URL(name string) string { return "http://" + s.servers[name].addr }
+
+// Stop closes a function's server (connections refused until Restart).
+func (s *Stack) Stop(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv := s.servers[name]
+	if srv.srv != nil {
+		srv.srv.CloseClientConnections()
+		srv.srv.Close()
+		srv.srv = nil
+	}
+}
+
+// Restart starts a stopped function's server on its old address.
+func (s *Stack) Restart(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.servers[name].start(); err != nil {
+		s.T.Fatalf("restart %s: %v", name, err)
+	}
+}
+
+func (s *Stack) closeServers() {
+	for name := range s.servers {
+		s.Stop(name)
+	}
+}
+
+// Token mints a user token.
+func (s *Stack) Token(userID string) string {
+	tok, err := auth.SignHS256(s.AuthSecret, userID, time.Hour)
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return tok
+}

@@ -1,0 +1,131 @@
+// Package app wires a function at cold start: configuration, clients and
+// the request logger. Clients are created once per instance; a failed
+// initialisation is never cached, so the next request tries again.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+// Env is what a function may use; Build fills only what was asked for.
+type Env struct {
+	Cfg       config.Config
+	Log       *slog.Logger
+	Store     *store.Store
+	Users     auth.Users
+	Internal  auth.Internal
+	Signer    auth.Signer
+	Publisher *broker.Publisher
+}
+
+// Client returns a peer client for base with the configured timeout.
+func (e *Env) Client(base string) *clients.Client {
+	return clients.New(base, e.Signer, e.Cfg.CallTimeout)
+}
+
+// Topology returns the broker topology of the configuration.
+func Topology(c config.Config) broker.Topology {
+	return broker.Topology{Prefix: c.BrokerPrefix, Mode: c.BrokerMode}
+}
+
+// NewEnv loads the config (requiring need) and opens the store.
+func NewEnv(ctx context.Context, need ...string) (*Env, error) {
+	cfg, err := config.Load(need...)
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Cfg: cfg, Log: logging.Default()}
+	e.Users, e.Internal, e.Signer = auth.FromConfig(cfg)
+	if cfg.Project != "" {
+		if e.Store, err = store.New(ctx, cfg.Project); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AMQPURL != "" {
+		e.Publisher = broker.NewPublisher(cfg.AMQPURL, Topology(cfg))
+	}
+	return e, nil
+}
+
+// Lazy returns a handler that builds the real one on first use. While the
+// build fails, requests get 503 and the next one tries again.
+func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
+	var (
+		mu sync.Mutex
+		h  http.Handler
+	)
+	return func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if h == nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+			built, err := build(ctx)
+			cancel()
+			if err != nil {
+				mu.Unlock()
+				httpx.Error(w, r, fmt.Errorf("%w: initialise: %w", domain.ErrUnavailable, err))
+				return
+			}
+			h = built
+		}
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}
+}
+
+// WithLogger puts a request logger (with the trace of the request) into the
+// request's context.
+func WithLogger(log *slog.Logger, project string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := log
+		trace := r.Header.Get("traceparent")
+		if trace == "" {
+			trace = r.Header.Get("X-Cloud-Trace-Context")
+		}
+		if a := logging.TraceAttr(project, trace); a.Key != "" {
+			l = l.With(a)
+		}
+		next.ServeHTTP(w, r.WithContext(logging.With(r.Context(), l)))
+	})
+}
+
+// LazyEvent is Lazy for CloudEvent functions: build runs on first use (and
+// again after a failure, which answers 503 so the relay retries); then fn
+// handles the event.
+func LazyEvent(build func(context.Context) error, fn func(context.Context, cloudevents.Event) error) func(context.Context, cloudevents.Event) error {
+	var (
+		mu    sync.Mutex
+		built bool
+	)
+	return func(ctx context.Context, e cloudevents.Event) error {
+		mu.Lock()
+		if !built {
+			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := build(bctx)
+			cancel()
+			if err != nil {
+				mu.Unlock()
+				return cehttp.NewResult(http.StatusServiceUnavailable, "initialise: %v", err)
+			}
+			built = true
+		}
+		mu.Unlock()
+		return fn(ctx, e)
+	}
+}

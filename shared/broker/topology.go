@@ -1,0 +1,175 @@
+// Package broker is the RabbitMQ adapter for durable delayed messages.
+//
+// Default ("ladder") mode needs no plugin: a ladder of quorum queues whose
+// queue-level TTLs are 250 ms × 2^k (k = 0..27, the longest about 388 days)
+// dead-letter, at least once, into one "due" queue. A message carries its
+// absolute due time in the x-due-at header; the relay takes it from the due
+// queue and, while it is not yet due, publishes it to the longest tier that
+// does not overshoot. Each queue holds one TTL, so short delays never wait
+// behind long ones, and the due time, not the ladder, sets the precision.
+//
+// Optional "plugin" mode publishes to an x-delayed-message exchange with an
+// x-delay header; the relay re-delays anything that arrives early (the
+// plugin's own limit is about 49 days per hop).
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Header names carried by every message.
+const (
+	HeaderDueAt     = "x-due-at"      // int64 unix milliseconds
+	HeaderAttempt   = "x-attempt"     // int32 delivery attempts so far
+	HeaderType      = "ce-type"       // CloudEvent type
+	HeaderSubject   = "ce-subject"    // order id
+	HeaderReason    = "x-dead-reason" // why it was dead-lettered
+	HeaderTrace     = "traceparent"   // W3C trace context
+	HeaderFirstSeen = "x-created-at"  // int64 unix ms when first published
+)
+
+// Modes.
+const (
+	ModeLadder = "ladder"
+	ModePlugin = "plugin"
+)
+
+// TierBase is the shortest tier; tiers double from it.
+const TierBase = 250 * time.Millisecond
+
+// TierCount tiers reach 250 ms × 2^27 ≈ 388 days per hop.
+const TierCount = 28
+
+// Topology names the exchanges and queues; all derive from a prefix.
+type Topology struct {
+	Prefix string
+	Mode   string
+}
+
+// DelayExchange routes published messages to a tier by routing key.
+func (t Topology) DelayExchange() string { return t.Prefix + ".delay" }
+
+// HopExchange receives expired tier messages (their dead-letter exchange)
+// and messages already due.
+func (t Topology) HopExchange() string { return t.Prefix + ".hop" }
+
+// DueQueue is what the relay consumes.
+func (t Topology) DueQueue() string { return t.Prefix + ".due" }
+
+// DeadQueue keeps messages the receiver refused or that ran out of attempts.
+func (t Topology) DeadQueue() string { return t.Prefix + ".dead" }
+
+// PluginExchange is the x-delayed-message exchange of plugin mode.
+func (t Topology) PluginExchange() string { return t.Prefix + ".delayed" }
+
+// TierQueue names tier k.
+func (t Topology) TierQueue(k int) string { return fmt.Sprintf("%s.delay.t%02d", t.Prefix, k) }
+
+// TierTTL is tier k's TTL.
+func TierTTL(k int) time.Duration { return TierBase << k }
+
+func quorum(extra amqp.Table) amqp.Table {
+	args := amqp.Table{"x-queue-type": "quorum"}
+	for k, v := range extra {
+		args[k] = v
+	}
+	return args
+}
+
+// Declare creates the topology idempotently. Declaring twice with the same
+// settings is a no-op; a queue that exists with other arguments is an error
+// from the broker, reported with its name.
+func (t Topology) Declare(ch *amqp.Channel) error {
+	if err := ch.ExchangeDeclare(t.HopExchange(), amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", t.HopExchange(), err)
+	}
+	for _, q := range []string{t.DueQueue(), t.DeadQueue()} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+	}
+	if err := ch.QueueBind(t.DueQueue(), "", t.HopExchange(), false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", t.DueQueue(), err)
+	}
+	switch t.Mode {
+	case ModePlugin:
+		if err := ch.ExchangeDeclare(t.PluginExchange(), "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "fanout"}); err != nil {
+			return fmt.Errorf("declare x-delayed-message exchange %s (is rabbitmq_delayed_message_exchange enabled?): %w", t.PluginExchange(), err)
+		}
+		if err := ch.QueueBind(t.DueQueue(), "", t.PluginExchange(), false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", t.DueQueue(), err)
+		}
+		return nil
+	}
+	if err := ch.ExchangeDeclare(t.DelayExchange(), amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", t.DelayExchange(), err)
+	}
+	for k := range TierCount {
+		q := t.TierQueue(k)
+		_, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{
+			"x-message-ttl":          int64(TierTTL(k) / time.Millisecond),
+			"x-dead-letter-exchange": t.HopExchange(),
+			"x-dead-letter-strategy": "at-least-once",
+			"x-overflow":             "reject-publish",
+		}))
+		if err != nil {
+			return fmt.Errorf("declare queue %s: %w", q, err)
+		}
+		if err := ch.QueueBind(q, q, t.DelayExchange(), false, nil); err != nil {
+			return fmt.Errorf("bind %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// Route says where a message due after remaining goes next: ("", true) for
+// the due queue (due now, or closer than the shortest tier: the relay waits
+// the rest in memory), else the tier queue's routing key on the delay
+// exchange — the longest tier that does not overshoot.
+func (t Topology) Route(remaining time.Duration) (exchange, key string) {
+	if t.Mode == ModePlugin {
+		if remaining <= 0 {
+			return t.HopExchange(), ""
+		}
+		return t.PluginExchange(), ""
+	}
+	if remaining < TierBase {
+		return t.HopExchange(), ""
+	}
+	k := 0
+	for k+1 < TierCount && TierTTL(k+1) <= remaining {
+		k++
+	}
+	return t.DelayExchange(), t.TierQueue(k)
+}
+
+// MaxPluginDelay is the longest x-delay the plugin accepts in one hop.
+const MaxPluginDelay = time.Duration(1<<32-1) * time.Millisecond
+
+// Delete removes every queue and exchange of the topology (tests, teardown).
+func (t Topology) Delete(ch *amqp.Channel) error {
+	var errs []error
+	queues := []string{t.DueQueue(), t.DeadQueue()}
+	exchanges := []string{t.HopExchange(), t.PluginExchange()}
+	if t.Mode != ModePlugin {
+		exchanges[1] = t.DelayExchange()
+		for k := range TierCount {
+			queues = append(queues, t.TierQueue(k))
+		}
+	}
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, ex := range exchanges {
+		if err := ch.ExchangeDelete(ex, false, false); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

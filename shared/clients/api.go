@@ -1,0 +1,133 @@
+package clients
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+)
+
+// Wire types shared by the functions and their clients.
+
+// LineJSON is an order or reservation line.
+type LineJSON struct {
+	ItemID     string `json:"itemId"`
+	Quantity   int64  `json:"quantity"`
+	PriceCents int64  `json:"priceCents,omitempty"`
+}
+
+// DeductRequest is DeductStock's POST / body.
+type DeductRequest struct {
+	OrderID string     `json:"orderId"`
+	Items   []LineJSON `json:"items"`
+}
+
+// DeductResponse is DeductStock's POST / answer: the lines taken, priced.
+type DeductResponse struct {
+	OrderID string     `json:"orderId"`
+	Items   []LineJSON `json:"items"`
+}
+
+// OrderRef is a body holding only an order id.
+type OrderRef struct {
+	OrderID string `json:"orderId"`
+}
+
+// RestoreRequest is DeductStock's POST /restore body. OnlyIfNoOrder gives
+// nothing back while an order with this id exists (saga compensation).
+type RestoreRequest struct {
+	OrderID       string `json:"orderId"`
+	OnlyIfNoOrder bool   `json:"onlyIfNoOrder,omitempty"`
+}
+
+// RestoreResponse is DeductStock's POST /restore answer.
+type RestoreResponse struct {
+	OrderID  string `json:"orderId"`
+	Restored bool   `json:"restored"`
+}
+
+// ClearRequest is ClearCart's POST / body.
+type ClearRequest struct {
+	UserID  string   `json:"userId"`
+	ItemIDs []string `json:"itemIds"`
+}
+
+// PayOrderJSON is Pay's view of a pay order.
+type PayOrderJSON struct {
+	PayOrderID  string `json:"payOrderId"`
+	BizOrderNo  string `json:"bizOrderNo"`
+	Status      string `json:"status"`
+	AmountCents int64  `json:"amountCents"`
+	PaidAt      string `json:"paidAt,omitempty"`
+}
+
+// PayOrderView converts a pay order to its wire form.
+func PayOrderView(p domain.PayOrder) PayOrderJSON {
+	v := PayOrderJSON{PayOrderID: p.ID, BizOrderNo: p.BizOrderNo, Status: string(p.Status), AmountCents: p.AmountCents}
+	if !p.PaidAt.IsZero() {
+		v.PaidAt = p.PaidAt.UTC().Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// Stock calls DeductStock.
+type Stock struct{ C *Client }
+
+// Reserve deducts the wants for orderID (idempotent per order) and returns
+// the lines priced from the catalog.
+func (s Stock) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
+	req := DeductRequest{OrderID: orderID}
+	for _, w := range wants {
+		req.Items = append(req.Items, LineJSON{ItemID: w.ItemID, Quantity: w.Quantity})
+	}
+	var resp DeductResponse
+	if err := s.C.call(ctx, http.MethodPost, "/", req, &resp); err != nil {
+		return nil, err
+	}
+	lines := make([]domain.OrderLine, len(resp.Items))
+	for i, l := range resp.Items {
+		lines[i] = domain.OrderLine(l)
+	}
+	return lines, nil
+}
+
+// Restore gives orderID's stock back (at most once).
+func (s Stock) Restore(ctx context.Context, orderID string) (bool, error) {
+	var resp RestoreResponse
+	err := s.C.call(ctx, http.MethodPost, "/restore", RestoreRequest{OrderID: orderID}, &resp)
+	return resp.Restored, err
+}
+
+// Release gives orderID's stock back only if no live order has this id.
+func (s Stock) Release(ctx context.Context, orderID string) (bool, error) {
+	var resp RestoreResponse
+	err := s.C.call(ctx, http.MethodPost, "/restore", RestoreRequest{OrderID: orderID, OnlyIfNoOrder: true}, &resp)
+	return resp.Restored, err
+}
+
+// Cart calls ClearCart.
+type Cart struct{ C *Client }
+
+// Clear removes itemIDs from userID's cart (idempotent).
+func (c Cart) Clear(ctx context.Context, userID string, itemIDs []string) error {
+	return c.C.call(ctx, http.MethodPost, "/", ClearRequest{UserID: userID, ItemIDs: itemIDs}, nil)
+}
+
+// Pay calls Pay's internal routes.
+type Pay struct{ C *Client }
+
+// Query returns the pay order of orderID; domain.ErrNotFound when none.
+func (p Pay) Query(ctx context.Context, orderID string) (PayOrderJSON, error) {
+	var v PayOrderJSON
+	err := p.C.call(ctx, http.MethodGet, "/?bizOrderNo="+url.QueryEscape(orderID), nil, &v)
+	return v, err
+}
+
+// Close closes orderID's pay order unless it succeeded, and returns it.
+func (p Pay) Close(ctx context.Context, orderID string) (PayOrderJSON, error) {
+	var v PayOrderJSON
+	err := p.C.call(ctx, http.MethodPost, "/close", OrderRef{OrderID: orderID}, &v)
+	return v, err
+}

@@ -1,0 +1,131 @@
+// Package clients calls the other functions over HTTP, the way the original
+// services called each other with OpenFeign: every call has a timeout, and
+// only idempotent calls are retried (all calls here are idempotent per order
+// id, so all are retried on transport errors and 5xx).
+package clients
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+)
+
+// Client is a JSON client for one function's base URL.
+type Client struct {
+	Base     string
+	HTTP     *http.Client
+	Signer   auth.Signer
+	Timeout  time.Duration // per attempt
+	Attempts int
+}
+
+// New builds a client with a per-attempt timeout and 3 attempts.
+func New(base string, signer auth.Signer, timeout time.Duration) *Client {
+	return &Client{Base: base, HTTP: &http.Client{Transport: http.DefaultTransport}, Signer: signer, Timeout: timeout, Attempts: 3}
+}
+
+// StatusError is a non-2xx answer that is not retried.
+type StatusError struct {
+	Status int
+	Code   string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("status %d %s", e.Status, e.Code) }
+
+// call sends method path with in as JSON and decodes a 2xx answer into out.
+// 4xx answers become domain errors by their contract code; transport errors
+// and 5xx are retried with jittered backoff and end as domain.ErrUnavailable.
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	var last error
+	backoff := 50 * time.Millisecond
+	for attempt := 1; attempt <= max(c.Attempts, 1); attempt++ {
+		err := c.once(ctx, method, path, body, out)
+		var se *StatusError
+		if err == nil || !errors.Is(err, domain.ErrUnavailable) || errors.As(err, &se) && se.Status < 500 {
+			return err
+		}
+		last = err
+		if attempt == c.Attempts {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s %s%s: %w (last: %w)", domain.ErrUnavailable, method, c.Base, path, ctx.Err(), last)
+		case <-time.After(backoff/2 + time.Duration(rand.Int64N(int64(backoff)))):
+		}
+		backoff *= 2
+	}
+	return last
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if err := c.Signer.Sign(req); err != nil {
+		return fmt.Errorf("%w: sign %s: %w", domain.ErrUnavailable, c.Base, err)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s%s: %w", domain.ErrUnavailable, method, c.Base, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: read %s%s: %w", domain.ErrUnavailable, c.Base, path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		if out == nil {
+			return nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%w: decode answer of %s%s: %w", domain.ErrUnavailable, c.Base, path, err)
+		}
+		return nil
+	}
+	var eb httpx.ErrorBody
+	_ = json.Unmarshal(data, &eb)
+	se := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code}
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return fmt.Errorf("%w: %s %s%s: %w", domain.ErrUnavailable, method, c.Base, path, se)
+	}
+	var kind error
+	switch eb.Error.Code {
+	case "ITEM_NOT_FOUND":
+		kind = domain.ErrUnknownItem
+	case "NOT_FOUND":
+		kind = domain.ErrNotFound
+	case "INSUFFICIENT_STOCK":
+		kind = domain.ErrInsufficientStock
+	case "ORDER_CLOSED":
+		kind = domain.ErrOrderClosed
+	case "INSUFFICIENT_BALANCE":
+		kind = domain.ErrInsufficientBalance
+	default:
+		// 400/401/403 from a peer is our bug or misconfiguration, not the
+		// user's: report it as a dependency failure.
+		kind = domain.ErrUnavailable
+	}
+	return fmt.Errorf("%s %s%s: %w: %w", method, c.Base, path, kind, se)
+}

@@ -1,0 +1,195 @@
+// Package config loads the settings of a function or the relay from the
+// environment, once, at cold start. A missing or malformed setting is an
+// error that names the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variable names. terraform/ sets each one the code reads.
+const (
+	EnvProject            = "FIRESTORE_PROJECT_ID"
+	EnvAuthMode           = "AUTH_MODE"
+	EnvAuthSecret         = "AUTH_HS256_SECRET"
+	EnvAuthProject        = "AUTH_FIREBASE_PROJECT"
+	EnvInternalMode       = "INTERNAL_AUTH_MODE"
+	EnvInternalSecret     = "INTERNAL_SHARED_SECRET"
+	EnvInternalCallers    = "INTERNAL_ALLOWED_CALLERS"
+	EnvDeductStockURL     = "DEDUCTSTOCK_URL"
+	EnvClearCartURL       = "CLEARCART_URL"
+	EnvPayURL             = "PAY_URL"
+	EnvAMQPURL            = "AMQP_URL"
+	EnvBrokerMode         = "BROKER_MODE"
+	EnvBrokerPrefix       = "BROKER_PREFIX"
+	EnvTimeoutDefault     = "PAYMENT_TIMEOUT_DEFAULT"
+	EnvTimeoutMin         = "PAYMENT_TIMEOUT_MIN"
+	EnvTimeoutMax         = "PAYMENT_TIMEOUT_MAX"
+	EnvCallTimeout        = "CALL_TIMEOUT"
+	EnvCheckLadder        = "CHECK_LADDER"
+	EnvSweepGrace         = "SWEEP_GRACE"
+	EnvSweepSagaBudget    = "SWEEP_SAGA_BUDGET"
+	EnvRelayTarget        = "RELAY_TARGET_URL"
+	EnvRelayConcurrency   = "RELAY_CONCURRENCY"
+	EnvRelayMaxAttempts   = "RELAY_MAX_ATTEMPTS"
+	EnvRelayHealthAddr    = "PORT"
+	EnvRelayDrainDeadline = "RELAY_DRAIN_TIMEOUT"
+)
+
+// Auth modes.
+const (
+	AuthHS256      = "hs256"    // local/test: HS256 tokens signed with AUTH_HS256_SECRET
+	AuthFirebase   = "firebase" // production: Firebase Auth / Identity Platform ID tokens
+	InternalSecret = "shared-secret"
+	InternalGoogle = "google"
+)
+
+// Config is every setting; each program uses the part it needs.
+type Config struct {
+	Project string
+
+	AuthMode       string
+	AuthSecret     string
+	AuthProject    string
+	InternalMode   string
+	InternalSecret string
+	// InternalCallers are the service-account emails allowed to call
+	// internal routes in google mode.
+	InternalCallers []string
+
+	DeductStockURL string
+	ClearCartURL   string
+	PayURL         string
+
+	AMQPURL      string
+	BrokerMode   string
+	BrokerPrefix string
+
+	TimeoutDefault time.Duration
+	TimeoutMin     time.Duration
+	TimeoutMax     time.Duration
+	CallTimeout    time.Duration
+	// CheckLadder are offsets after creation at which an UNPAID order's
+	// payment is checked early (empty: off).
+	CheckLadder []time.Duration
+
+	SweepGrace      time.Duration
+	SweepSagaBudget time.Duration
+}
+
+// Load reads the environment. need names the variables that must be set for
+// the caller (beyond those with defaults).
+func Load(need ...string) (Config, error) {
+	var errs []error
+	str := func(name, def string) string {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := parseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 30s, 15m or 900", name, v))
+		}
+		return d
+	}
+	c := Config{
+		Project:         str(EnvProject, str("GOOGLE_CLOUD_PROJECT", "")),
+		AuthMode:        str(EnvAuthMode, AuthHS256),
+		AuthSecret:      str(EnvAuthSecret, ""),
+		AuthProject:     str(EnvAuthProject, ""),
+		InternalMode:    str(EnvInternalMode, InternalSecret),
+		InternalSecret:  str(EnvInternalSecret, ""),
+		DeductStockURL:  strings.TrimRight(str(EnvDeductStockURL, ""), "/"),
+		ClearCartURL:    strings.TrimRight(str(EnvClearCartURL, ""), "/"),
+		PayURL:          strings.TrimRight(str(EnvPayURL, ""), "/"),
+		AMQPURL:         str(EnvAMQPURL, ""),
+		BrokerMode:      str(EnvBrokerMode, "ladder"),
+		BrokerPrefix:    str(EnvBrokerPrefix, "ot"),
+		TimeoutDefault:  dur(EnvTimeoutDefault, 15*time.Minute),
+		TimeoutMin:      dur(EnvTimeoutMin, time.Second),
+		TimeoutMax:      dur(EnvTimeoutMax, 30*24*time.Hour),
+		CallTimeout:     dur(EnvCallTimeout, 10*time.Second),
+		SweepGrace:      dur(EnvSweepGrace, time.Minute),
+		SweepSagaBudget: dur(EnvSweepSagaBudget, 2*time.Minute),
+	}
+	for _, s := range strings.Split(str(EnvInternalCallers, ""), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.InternalCallers = append(c.InternalCallers, s)
+		}
+	}
+	for _, s := range strings.Split(str(EnvCheckLadder, ""), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		d, err := parseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %q is not a positive duration", EnvCheckLadder, s))
+			continue
+		}
+		c.CheckLadder = append(c.CheckLadder, d)
+	}
+	switch c.AuthMode {
+	case AuthHS256:
+		if len(c.AuthSecret) < 16 && contains(need, EnvAuthSecret) {
+			errs = append(errs, fmt.Errorf("%s must be at least 16 bytes in %s mode", EnvAuthSecret, AuthHS256))
+		}
+	case AuthFirebase:
+		if c.AuthProject == "" {
+			c.AuthProject = c.Project
+		}
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvAuthMode, c.AuthMode, AuthHS256, AuthFirebase))
+	}
+	switch c.InternalMode {
+	case InternalSecret:
+		if len(c.InternalSecret) < 16 && contains(need, EnvInternalSecret) {
+			errs = append(errs, fmt.Errorf("%s must be at least 16 bytes in %s mode", EnvInternalSecret, InternalSecret))
+		}
+	case InternalGoogle:
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, c.InternalMode, InternalSecret, InternalGoogle))
+	}
+	if c.BrokerMode != "ladder" && c.BrokerMode != "plugin" {
+		errs = append(errs, fmt.Errorf("%s=%q: want ladder or plugin", EnvBrokerMode, c.BrokerMode))
+	}
+	if c.TimeoutMin <= 0 || c.TimeoutMin > c.TimeoutMax || c.TimeoutDefault < c.TimeoutMin || c.TimeoutDefault > c.TimeoutMax {
+		errs = append(errs, fmt.Errorf("payment timeouts: want 0 < %s <= %s <= %s", EnvTimeoutMin, EnvTimeoutDefault, EnvTimeoutMax))
+	}
+	for _, name := range need {
+		if name == EnvAuthSecret || name == EnvInternalSecret {
+			continue // checked above, only in the mode that uses them
+		}
+		if str(name, "") == "" && !(name == EnvProject && c.Project != "") {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// parseDuration accepts Go durations ("90s", "15m") and plain seconds ("900").
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,109 @@
+// Package events defines the CloudEvents that travel through the broker and
+// the relay to HandleTimeout, and builds their broker messages.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+)
+
+// CloudEvent types.
+const (
+	// TypeTimeoutDue: an order's payment deadline came.
+	TypeTimeoutDue = "orders.timeout.due.v1"
+	// TypePaymentSucceeded: Pay's announcement that an order was paid.
+	TypePaymentSucceeded = "orders.payment.succeeded.v1"
+	// TypePaymentCheck: an early check of an unpaid order's payment.
+	TypePaymentCheck = "orders.payment.check.v1"
+)
+
+// Source is the CloudEvent source the relay sets.
+const Source = "//ordertimeout/relay"
+
+// TimeoutData is the data of TypeTimeoutDue and TypePaymentCheck.
+type TimeoutData struct {
+	OrderID  string `json:"orderId"`
+	Deadline string `json:"deadline"`
+}
+
+// PaidData is the data of TypePaymentSucceeded.
+type PaidData struct {
+	OrderID    string `json:"orderId"`
+	PayOrderID string `json:"payOrderId"`
+}
+
+// Timeout builds the timer message of orderID for deadline. Its id is stable
+// per (order, deadline), so a re-publish is recognisable.
+func Timeout(orderID string, deadline, now time.Time, trace string) broker.Message {
+	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
+	return broker.Message{
+		ID:        "timeout-" + orderID + "-" + strconv.FormatInt(deadline.UnixMilli(), 10),
+		Type:      TypeTimeoutDue,
+		Subject:   orderID,
+		Data:      data,
+		DueAt:     deadline,
+		CreatedAt: now,
+		Trace:     trace,
+	}
+}
+
+// Check builds an early payment check of orderID at `at`.
+func Check(orderID string, deadline, at, now time.Time, trace string) broker.Message {
+	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
+	return broker.Message{
+		ID:        "check-" + orderID + "-" + strconv.FormatInt(at.UnixMilli(), 10),
+		Type:      TypePaymentCheck,
+		Subject:   orderID,
+		Data:      data,
+		DueAt:     at,
+		CreatedAt: now,
+		Trace:     trace,
+	}
+}
+
+// Paid builds the payment announcement of orderID, due at once.
+func Paid(orderID, payOrderID string, now time.Time, trace string) broker.Message {
+	data, _ := json.Marshal(PaidData{OrderID: orderID, PayOrderID: payOrderID})
+	return broker.Message{
+		ID:        "paid-" + orderID,
+		Type:      TypePaymentSucceeded,
+		Subject:   orderID,
+		Data:      data,
+		DueAt:     now,
+		CreatedAt: now,
+		Trace:     trace,
+	}
+}
+
+// ParseTimeout validates TimeoutData; every failure is a *domain.InvalidError.
+func ParseTimeout(raw []byte) (orderID string, deadline time.Time, err error) {
+	var d TimeoutData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return "", time.Time{}, domain.Invalidf("event data is not a JSON object: %v", err)
+	}
+	if err := domain.CheckID("orderId", d.OrderID); err != nil {
+		return "", time.Time{}, err
+	}
+	deadline, err = time.Parse(time.RFC3339Nano, d.Deadline)
+	if err != nil {
+		return "", time.Time{}, domain.Invalidf("deadline %q is not an RFC 3339 time", d.Deadline)
+	}
+	return d.OrderID, deadline.UTC(), nil
+}
+
+// ParsePaid validates PaidData.
+func ParsePaid(raw []byte) (string, error) {
+	var d PaidData
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return "", domain.Invalidf("event data is not a JSON object: %v", err)
+	}
+	if err := domain.CheckID("orderId", d.OrderID); err != nil {
+		return "", fmt.Errorf("payment event: %w", err)
+	}
+	return d.OrderID, nil
+}

@@ -1,0 +1,166 @@
+// Package httpx holds the HTTP helpers every function shares: strict JSON
+// decoding, JSON answers, and the one place where errors become HTTP status
+// codes and the contract's error body.
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+)
+
+// MaxBody is the largest request body accepted (bytes).
+const MaxBody = 64 << 10
+
+// ErrorBody is the contract's error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Decode reads a JSON body into v: Content-Type must be JSON, unknown fields,
+// trailing data and bodies over MaxBody are errors. Every failure is a
+// *domain.InvalidError whose message is safe to show.
+func Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return domain.Invalidf("Content-Type must be application/json")
+	}
+	return DecodeBytes(http.MaxBytesReader(w, r.Body, MaxBody), v)
+}
+
+// DecodeBytes is Decode's strict JSON reading, for any reader.
+func DecodeBytes(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &tooBig):
+			return domain.Invalidf("body larger than %d bytes", MaxBody)
+		case errors.Is(err, io.EOF):
+			return domain.Invalidf("body must be a JSON object")
+		case errors.As(err, &typeErr):
+			return domain.Invalidf("field %q has the wrong type", typeErr.Field)
+		case errors.As(err, &syntaxErr):
+			return domain.Invalidf("malformed JSON at byte %d", syntaxErr.Offset)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return domain.Invalidf("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return domain.Invalidf("malformed JSON body")
+	}
+	if dec.More() {
+		return domain.Invalidf("body must hold exactly one JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return domain.Invalidf("body larger than %d bytes", MaxBody)
+		}
+		return domain.Invalidf("body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Status maps an error to its HTTP status and contract error code.
+func Status(err error) (int, string) {
+	var inv *domain.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return http.StatusBadRequest, "INVALID_ARGUMENT"
+	case errors.Is(err, domain.ErrUnauthenticated):
+		return http.StatusUnauthorized, "UNAUTHENTICATED"
+	case errors.Is(err, domain.ErrForbidden):
+		return http.StatusForbidden, "PERMISSION_DENIED"
+	case errors.Is(err, domain.ErrUnknownItem):
+		return http.StatusNotFound, "ITEM_NOT_FOUND"
+	case errors.Is(err, domain.ErrNotFound):
+		return http.StatusNotFound, "NOT_FOUND"
+	case errors.Is(err, domain.ErrInsufficientStock):
+		return http.StatusConflict, "INSUFFICIENT_STOCK"
+	case errors.Is(err, domain.ErrOrderClosed):
+		return http.StatusConflict, "ORDER_CLOSED"
+	case errors.Is(err, domain.ErrIdempotencyMismatch):
+		return http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED"
+	case errors.Is(err, domain.ErrInsufficientBalance):
+		return http.StatusPaymentRequired, "INSUFFICIENT_BALANCE"
+	case errors.Is(err, domain.ErrUnavailable):
+		return http.StatusServiceUnavailable, "UNAVAILABLE"
+	}
+	return http.StatusInternalServerError, "INTERNAL"
+}
+
+var publicMessages = map[string]string{
+	"UNAUTHENTICATED":        "missing or invalid credentials",
+	"PERMISSION_DENIED":      "this caller may not use this endpoint",
+	"ITEM_NOT_FOUND":         "unknown item",
+	"NOT_FOUND":              "not found",
+	"INSUFFICIENT_STOCK":     "insufficient stock",
+	"ORDER_CLOSED":           "the order is closed",
+	"IDEMPOTENCY_KEY_REUSED": "this Idempotency-Key was used with a different request",
+	"INSUFFICIENT_BALANCE":   "insufficient balance",
+	"UNAVAILABLE":            "a dependency is unavailable; try again",
+	"INTERNAL":               "internal error",
+}
+
+// Error writes the contract's error body for err and logs the detail once.
+// Only the messages of *domain.InvalidError reach the caller; everything
+// else gets a fixed text per code.
+func Error(w http.ResponseWriter, r *http.Request, err error, attrs ...any) {
+	status, code := Status(err)
+	msg := publicMessages[code]
+	var inv *domain.InvalidError
+	if errors.As(err, &inv) {
+		msg = inv.Msg
+	}
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	logging.From(r.Context()).Log(r.Context(), level, "request failed",
+		append(attrs, "status", status, "code", code, "error", err.Error(), "method", r.Method, "path", r.URL.Path)...)
+	JSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
+// NotFound answers 404 with the contract's body.
+func NotFound(w http.ResponseWriter, r *http.Request) {
+	Error(w, r, fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, domain.ErrNotFound))
+}
+
+// MethodNotAllowed answers 405 with the contract's body.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	JSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "METHOD_NOT_ALLOWED", Message: "method not allowed"}})
+}
+
+// PathID returns the single path segment after prefix ("/" + id), checked
+// with domain.CheckID, or "" for the bare prefix.
+func PathID(r *http.Request, field string) (string, bool, error) {
+	p := strings.TrimPrefix(r.URL.EscapedPath(), "/")
+	if p == "" {
+		return "", false, nil
+	}
+	if strings.Contains(p, "/") || strings.Contains(p, "%") {
+		return "", true, domain.Invalidf("%s must not contain '/' or escapes", field)
+	}
+	return p, true, domain.CheckID(field, p)
+}

@@ -1,0 +1,198 @@
+// Package timeout decides an order whose payment deadline came, or whose
+// payment was announced or checked early. HandleTimeout and the sweeper both
+// call it, so the rules live in one place:
+//
+//   - order not UNPAID → nothing to do;
+//   - deadline moved later than the event's → re-schedule only;
+//   - payment SUCCESS (even if its announcement was lost) → PAID;
+//   - payment state unknown (Pay unreachable or erroring) → error, retried
+//     later; never cancel on a guess;
+//   - otherwise → pay order CLOSED, stock restored once, order CANCELLED.
+package timeout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/events"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+)
+
+// Orders is what the decider needs of the order store.
+type Orders interface {
+	Order(ctx context.Context, id string) (domain.Order, error)
+	UpdateOrder(ctx context.Context, id string, fn func(*domain.Order) domain.Change) (domain.Order, domain.Change, error)
+}
+
+// Payments is what it needs of Pay.
+type Payments interface {
+	Query(ctx context.Context, orderID string) (clients.PayOrderJSON, error)
+	Close(ctx context.Context, orderID string) (clients.PayOrderJSON, error)
+}
+
+// Stock is what it needs of DeductStock.
+type Stock interface {
+	Restore(ctx context.Context, orderID string) (bool, error)
+	Release(ctx context.Context, orderID string) (bool, error)
+}
+
+// Publisher schedules messages.
+type Publisher interface {
+	Publish(ctx context.Context, m broker.Message) error
+}
+
+// Outcome says what a decision did.
+type Outcome string
+
+const (
+	NothingToDo Outcome = "nothing-to-do" // not UNPAID, or an early check found no payment
+	Rescheduled Outcome = "rescheduled"   // deadline moved, or the event came early
+	Paid        Outcome = "paid"
+	Cancelled   Outcome = "cancelled"
+	Orphan      Outcome = "orphan-released" // no order: its reservation was given back
+)
+
+// ErrRetryLater means the decision cannot be made yet; the caller retries.
+var ErrRetryLater = errors.New("retry later")
+
+// Decider applies the rules.
+type Decider struct {
+	Orders    Orders
+	Pay       Payments
+	Stock     Stock
+	Publisher Publisher
+	Now       func() time.Time
+	// SagaBudget is how long a create may take; an order missing that long
+	// after its deadline will never appear.
+	SagaBudget time.Duration
+}
+
+func (d *Decider) now() time.Time {
+	if d.Now != nil {
+		return d.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Due decides orderID at the deadline an event carried.
+func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Time) (Outcome, error) {
+	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
+	o, err := d.Orders.Order(ctx, orderID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return d.orphan(ctx, log, orderID, eventDeadline)
+	}
+	if err != nil {
+		return "", err
+	}
+	if o.Status != domain.OrderUnpaid {
+		return NothingToDo, nil
+	}
+	now := d.now()
+	if o.Deadline.After(eventDeadline) || o.Deadline.After(now) {
+		// The deadline moved later, or the event came early: one timer for
+		// the order's real deadline. Its id is stable per deadline.
+		if err := d.Publisher.Publish(ctx, events.Timeout(o.ID, o.Deadline, now, "")); err != nil {
+			return "", fmt.Errorf("%w: re-schedule: %w", ErrRetryLater, err)
+		}
+		log.Info("timeout re-scheduled", "deadline", o.Deadline, "event_deadline", eventDeadline)
+		return Rescheduled, nil
+	}
+	if out, done, err := d.paidIfSucceeded(ctx, log, orderID); done || err != nil {
+		return out, err
+	}
+	p, err := d.Pay.Close(ctx, orderID)
+	if err != nil {
+		return "", fmt.Errorf("%w: close pay order: %w", ErrRetryLater, err)
+	}
+	if p.Status == string(domain.PaySuccess) {
+		// A payment won the race against the close.
+		return d.markPaid(ctx, log, orderID)
+	}
+	if _, err := d.Stock.Restore(ctx, orderID); err != nil {
+		return "", fmt.Errorf("%w: restore stock: %w", ErrRetryLater, err)
+	}
+	_, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change {
+		return o.Cancel(d.now(), domain.CancelPaymentTimeout)
+	})
+	if err != nil {
+		return "", err
+	}
+	if change == domain.Refused {
+		// Cannot happen while Pay refuses payments on CLOSED pay orders;
+		// loud if it ever does.
+		log.Error("order was PAID although its pay order is CLOSED")
+		return NothingToDo, nil
+	}
+	log.Info("order cancelled", "reason", domain.CancelPaymentTimeout, "change", change.String())
+	return Cancelled, nil
+}
+
+// Check marks orderID PAID if its payment succeeded; otherwise it does
+// nothing. Payment announcements and early checks use it.
+func (d *Decider) Check(ctx context.Context, orderID string) (Outcome, error) {
+	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
+	o, err := d.Orders.Order(ctx, orderID)
+	if err != nil {
+		return "", err
+	}
+	if o.Status != domain.OrderUnpaid {
+		return NothingToDo, nil
+	}
+	out, done, err := d.paidIfSucceeded(ctx, log, orderID)
+	if !done && err == nil {
+		return NothingToDo, nil
+	}
+	return out, err
+}
+
+func (d *Decider) paidIfSucceeded(ctx context.Context, log *slog.Logger, orderID string) (Outcome, bool, error) {
+	p, err := d.Pay.Query(ctx, orderID)
+	switch {
+	case errors.Is(err, domain.ErrNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("%w: query payment: %w", ErrRetryLater, err)
+	case p.Status == string(domain.PaySuccess):
+		out, err := d.markPaid(ctx, log, orderID)
+		return out, true, err
+	}
+	return "", false, nil
+}
+
+func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string) (Outcome, error) {
+	_, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change {
+		return o.MarkPaid(d.now())
+	})
+	if err != nil {
+		return "", err
+	}
+	if change == domain.Refused {
+		log.Error("payment SUCCESS on a CANCELLED order")
+		return NothingToDo, nil
+	}
+	log.Info("order paid", "change", change.String())
+	return Paid, nil
+}
+
+// orphan handles a timer whose order does not exist: the create is still
+// running (retry later), or it failed or crashed after reserving stock. Once
+// no create can still write the order, the reservation is given back; the
+// order-create transaction refuses to write an order whose reservation was
+// given back, so this never races a live create.
+func (d *Decider) orphan(ctx context.Context, log *slog.Logger, orderID string, deadline time.Time) (Outcome, error) {
+	if d.now().Before(deadline.Add(d.SagaBudget)) {
+		return "", fmt.Errorf("%w: order %q not written yet", ErrRetryLater, orderID)
+	}
+	restored, err := d.Stock.Release(ctx, orderID)
+	if err != nil {
+		return "", fmt.Errorf("%w: release orphan reservation: %w", ErrRetryLater, err)
+	}
+	log.Warn("timer without order: reservation released", "restored", restored)
+	return Orphan, nil
+}
