@@ -7,8 +7,10 @@ PKGS ?= ./...
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
 ## is unset) and the real RabbitMQ at AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).
+## The broker-outage tests stop RabbitMQ's app, so they run alone afterwards.
 test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -count=1 -timeout 10m -tags outage -run Outage ./shared/relay/
 
 ## check: formatting, vet and module tidiness leave no diff.
 check:

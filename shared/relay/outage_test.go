@@ -1,0 +1,54 @@
+//go:build outage
+
+// The broker-outage tests stop RabbitMQ's application, which would break
+// every other test using the broker at the same time, so they build only
+// with -tags outage and `make test` runs them alone after the main suite.
+package relay_test
+
+import (
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/relay"
+)
+
+func rabbitctl(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	}
+}
+
+// RabbitMQ is restarted mid-stream (stop_app / start_app): the relay
+// recovers by itself and every message is delivered.
+func TestOutageBrokerRestartMidStream(t *testing.T) {
+	e := newEnv(t)
+	s := newSink(t)
+	s.answer.Store(func(string) int { time.Sleep(2 * time.Millisecond); return 200 })
+	const n = 3000
+	e.publish(n/2, time.Now(), "a")
+	e.publish(n/2, time.Now().Add(3*time.Second), "b") // waiting in a tier during the outage
+	r, _ := e.run(relay.Options{Concurrency: 8}, s.srv.URL)
+	waitFor(t, 20*time.Second, "some deliveries", func() bool { return s.distinct() > 100 })
+
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = exec.Command("rabbitmqctl", "start_app").Run()
+		}
+	})
+	rabbitctl(t, "stop_app")
+	outage := time.Now()
+	time.Sleep(5 * time.Second)
+	rabbitctl(t, "start_app")
+	restarted = true
+	rabbitctl(t, "await_startup")
+	waitFor(t, 60*time.Second, "all delivered after the outage", func() bool { return s.distinct() == n })
+	t.Logf("recovered %v after the outage began; %d reconnects, %d duplicate deliveries",
+		time.Since(outage).Round(time.Millisecond), r.Metrics.Reconnects.Load(), s.total.Load()-n)
+	if r.Metrics.Reconnects.Load() == 0 {
+		t.Fatal("the relay never reconnected")
+	}
+}

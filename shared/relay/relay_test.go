@@ -1,0 +1,309 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/events"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/relay"
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
+)
+
+// sink is a CloudEvents receiver that records ids and answers what the
+// test says.
+type sink struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	seen   map[string]int
+	firstT map[string]time.Time
+	answer atomic.Value // func(id string) int
+	total  atomic.Int64
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{seen: map[string]int{}, firstT: map[string]time.Time{}}
+	s.answer.Store(func(string) int { return 200 })
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		id := r.Header.Get("ce-id")
+		if r.Header.Get("ce-specversion") != "1.0" || id == "" || r.Header.Get("ce-type") == "" {
+			w.WriteHeader(400)
+			return
+		}
+		code := s.answer.Load().(func(string) int)(id)
+		if code/100 == 2 {
+			s.mu.Lock()
+			if s.seen[id] == 0 {
+				s.firstT[id] = time.Now()
+			}
+			s.seen[id]++
+			s.mu.Unlock()
+			s.total.Add(1)
+		}
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *sink) distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+type env struct {
+	t    *testing.T
+	url  string
+	topo broker.Topology
+	pub  *broker.Publisher
+}
+
+func newEnv(t *testing.T) *env {
+	url := testenv.AMQPURL(t)
+	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-relay"), Mode: broker.ModeLadder}}
+	e.pub = broker.NewPublisher(url, e.topo)
+	t.Cleanup(func() {
+		_ = e.pub.Close()
+		c, err := amqp.Dial(url)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if ch, err := c.Channel(); err == nil {
+			_ = e.topo.Delete(ch)
+		}
+	})
+	return e
+}
+
+func (e *env) publish(n int, due time.Time, prefix string) {
+	e.t.Helper()
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		m := events.Timeout(id, due, time.Now(), "")
+		if err := e.pub.Publish(context.Background(), m); err != nil {
+			e.t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+}
+
+func (e *env) queueLen(q string) int {
+	e.t.Helper()
+	c, err := amqp.Dial(e.url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := ch.QueueDeclarePassive(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.Messages
+}
+
+func (e *env) run(opt relay.Options, target string) (*relay.Relay, func()) {
+	opt.AMQPURL, opt.Topology, opt.Target = e.url, e.topo, target
+	if opt.Log == nil {
+		opt.Log = logging.New(io.Discard, slog.LevelInfo)
+	}
+	r := relay.New(opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	stop := func() { cancel(); <-done }
+	e.t.Cleanup(stop)
+	return r, sync.OnceFunc(stop)
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestReceiverErrorsThenRecovers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	s.answer.Store(func(string) int {
+		if failing.Load() {
+			return 500
+		}
+		return 200
+	})
+	e.publish(50, time.Now(), "m")
+	r, _ := e.run(relay.Options{Concurrency: 8, BackoffBase: 100 * time.Millisecond, BackoffMax: 400 * time.Millisecond, MaxAttempts: 1000}, s.srv.URL)
+	waitFor(t, 10*time.Second, "retries", func() bool { return r.Metrics.Retried.Load() >= 100 })
+	failing.Store(false)
+	waitFor(t, 15*time.Second, "all 50 delivered", func() bool { return s.distinct() == 50 })
+	if r.Metrics.DeadLettered.Load() != 0 {
+		t.Fatalf("%d dead-lettered", r.Metrics.DeadLettered.Load())
+	}
+}
+
+func TestRefusedMessageIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	s.answer.Store(func(id string) int {
+		if strings.HasPrefix(id, "timeout-bad-0-") {
+			return 400
+		}
+		return 200
+	})
+	e.publish(1, time.Now(), "bad")
+	e.publish(5, time.Now(), "good")
+	r, _ := e.run(relay.Options{Concurrency: 4}, s.srv.URL)
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return r.Metrics.DeadLettered.Load() == 1 && s.distinct() == 5 })
+	c, _ := amqp.Dial(e.url)
+	defer c.Close()
+	ch, _ := c.Channel()
+	d, ok, err := ch.Get(e.topo.DeadQueue(), true)
+	if err != nil || !ok {
+		t.Fatalf("dead queue empty: %v", err)
+	}
+	if reason, _ := d.Headers[broker.HeaderReason].(string); reason == "" || d.Headers[broker.HeaderSubject] != "bad-0" {
+		t.Fatalf("dead letter headers %v", d.Headers)
+	}
+}
+
+func TestRetriesAreBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	s.answer.Store(func(string) int { return 503 })
+	e.publish(3, time.Now(), "m")
+	r, _ := e.run(relay.Options{Concurrency: 4, BackoffBase: 50 * time.Millisecond, BackoffMax: 100 * time.Millisecond, MaxAttempts: 4}, s.srv.URL)
+	waitFor(t, 15*time.Second, "3 dead letters", func() bool { return r.Metrics.DeadLettered.Load() == 3 })
+	if got := r.Metrics.Retried.Load(); got != 9 {
+		t.Fatalf("retried %d times, want 3 messages × 3 retries", got)
+	}
+}
+
+// A 1-hour timer published before a 2-second one does not hold it back.
+func TestNoHeadOfLineBlocking(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	e.publish(1, time.Now().Add(time.Hour), "long")
+	due := time.Now().Add(2 * time.Second)
+	e.publish(1, due, "short")
+	e.run(relay.Options{Concurrency: 4}, s.srv.URL)
+	waitFor(t, 10*time.Second, "the 2 s timer", func() bool { return s.distinct() == 1 })
+	s.mu.Lock()
+	var at time.Time
+	for _, v := range s.firstT {
+		at = v
+	}
+	s.mu.Unlock()
+	if late := at.Sub(due); late < 0 || late > time.Second {
+		t.Fatalf("2 s timer delivered %v after its due time", late)
+	}
+}
+
+// The relay is a separate process killed with SIGKILL mid-stream; after a
+// restart every message is delivered (duplicates allowed, counted).
+func TestRelayKilledMidStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	var slow atomic.Bool
+	slow.Store(true)
+	s.answer.Store(func(string) int {
+		if slow.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return 200
+	})
+	const n = 2000
+	e.publish(n, time.Now(), "k")
+	bin := buildRelay(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin)
+		port, _ := testenv.FreePort()
+		cmd.Env = append(os.Environ(), "AMQP_URL="+e.url, "BROKER_PREFIX="+e.topo.Prefix, "RELAY_TARGET_URL="+s.srv.URL,
+			"INTERNAL_SHARED_SECRET=relay-test-secret-0123456789", "RELAY_CONCURRENCY=16", fmt.Sprintf("PORT=%d", port), "LOG_LEVEL=error")
+		cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	cmd := start()
+	waitFor(t, 20*time.Second, "some deliveries", func() bool { return s.distinct() >= n/4 })
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	before := s.distinct()
+	if before == n {
+		t.Fatalf("all %d delivered before the kill; the test proves nothing", n)
+	}
+	slow.Store(false)
+	cmd = start()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	waitFor(t, 30*time.Second, "all delivered after restart", func() bool { return s.distinct() == n })
+	t.Logf("killed after %d distinct; %d deliveries in all, %d duplicates", before, s.total.Load(), s.total.Load()-n)
+}
+
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "relay")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/ordertimeout/ordertimeout/shared/cmd/relay").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build relay: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Graceful stop: SIGTERM-style cancellation drains and acks nothing early.
+func TestGracefulStopLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	s.answer.Store(func(string) int { time.Sleep(20 * time.Millisecond); return 200 })
+	const n = 300
+	e.publish(n, time.Now(), "g")
+	r1, stop := e.run(relay.Options{Concurrency: 8}, s.srv.URL)
+	waitFor(t, 10*time.Second, "some deliveries", func() bool { return s.distinct() > 20 })
+	stop()
+	if r1.Metrics.InFlight.Load() != 0 {
+		t.Fatalf("%d in flight after stop", r1.Metrics.InFlight.Load())
+	}
+	delivered := int(r1.Metrics.Delivered.Load())
+	if left := e.queueLen(e.topo.DueQueue()); left+delivered != n {
+		t.Fatalf("after a graceful stop: %d delivered + %d queued != %d", delivered, left, n)
+	}
+	s.answer.Store(func(string) int { return 200 })
+	e.run(relay.Options{Concurrency: 8}, s.srv.URL)
+	waitFor(t, 10*time.Second, "all delivered", func() bool { return s.distinct() == n })
+}
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
