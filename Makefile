@@ -30,4 +30,5 @@ bench:
 
 ## run: the whole system locally (see README).
 run:
-	$(GO) run ./local/cmd/run
+	$(GO) build -o .run/bin/run ./local/cmd/run
+	exec .run/bin/run

@@ -16,6 +16,7 @@ package handletimeout
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/events"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
@@ -77,8 +79,16 @@ func New(d *timeout.Decider, cfg config.Config, log *slog.Logger) *Handler {
 	return h
 }
 
+// result is the framework's answer for an event: the status and the
+// contract's error body (the CloudEvents SDK writes the result's text as
+// the body).
+func result(status int, code, message string) error {
+	body, _ := json.Marshal(httpx.ErrorBody{Error: httpx.ErrorDetail{Code: code, Message: message}})
+	return cehttp.NewResult(status, "%s", body)
+}
+
 func permanent(format string, args ...any) error {
-	return cehttp.NewResult(http.StatusBadRequest, format, args...)
+	return result(http.StatusBadRequest, "INVALID_ARGUMENT", fmt.Sprintf(format, args...))
 }
 
 // Handle decides one event.
@@ -93,7 +103,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		tok, _ := e.Extensions()[TokenExtension].(string)
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(h.secret)) != 1 {
 			log.Warn("event refused: missing or wrong internal token")
-			return cehttp.NewResult(http.StatusUnauthorized, "missing or wrong %s extension", TokenExtension)
+			return result(http.StatusUnauthorized, "UNAUTHENTICATED", "missing or wrong "+TokenExtension+" extension")
 		}
 	}
 	ctx = logging.With(ctx, log)
@@ -107,19 +117,19 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		var deadline time.Time
 		if orderID, deadline, err = events.ParseTimeout(e.Data()); err != nil {
 			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %v", e.Type(), err)
+			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
 		}
 		out, err = h.decider.Due(ctx, orderID, deadline)
 	case events.TypePaymentSucceeded:
 		if orderID, err = events.ParsePaid(e.Data()); err != nil {
 			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %v", e.Type(), err)
+			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
 		}
 		out, err = h.decider.Check(ctx, orderID)
 	case events.TypePaymentCheck:
 		if orderID, _, err = events.ParseTimeout(e.Data()); err != nil {
 			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %v", e.Type(), err)
+			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
 		}
 		out, err = h.decider.Check(ctx, orderID)
 	default:
@@ -129,11 +139,15 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	log = log.With(logging.KeyOrderID, orderID)
 	if errors.Is(err, domain.ErrNotFound) && e.Type() != events.TypeTimeoutDue {
 		log.Warn("event for an unknown order", "error", err.Error())
-		return permanent("unknown order %q", orderID)
+		return result(http.StatusNotFound, "NOT_FOUND", "unknown order")
 	}
 	if err != nil {
 		log.Error("decision deferred; the relay retries", "error", err.Error())
-		return fmt.Errorf("order %s: %w", orderID, err)
+		status, code := httpx.Status(err)
+		if status < 500 {
+			status, code = http.StatusServiceUnavailable, "UNAVAILABLE"
+		}
+		return result(status, code, "the order cannot be decided now; retry later")
 	}
 	log.Info("event handled", "outcome", string(out))
 	return nil
@@ -147,4 +161,12 @@ func (h *Handler) HTTPHandler() (http.Handler, error) {
 		return nil, err
 	}
 	return cloudevents.NewHTTPReceiveHandler(context.Background(), p, h.Handle)
+}
+
+func invalidMsg(err error) string {
+	var inv *domain.InvalidError
+	if errors.As(err, &inv) {
+		return inv.Msg
+	}
+	return "invalid"
 }

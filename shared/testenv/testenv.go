@@ -145,6 +145,9 @@ func StopEmulatorLocked() {
 	}
 	// The Java child may outlive the wrapper: make sure the group is gone.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	for i := 0; i < 100 && syscall.Kill(-pgid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
 	emuCmd = nil
 }
 

@@ -1,0 +1,356 @@
+// Command run brings the whole system up on one machine: RabbitMQ (started
+// if installed and not running), the Firestore emulator on a free port, each
+// of the five functions in its own functions-framework process, the relay,
+// and demo data. It prints every URL, a token per demo user and a curl
+// walk-through, stays in the foreground, and on Ctrl-C or SIGTERM stops
+// every child (the emulator's Java process included).
+//
+//	make run    # or: go run ./local/cmd/run
+//
+// Ports (override with the environment): PORT_CREATEORDER 8081,
+// PORT_DEDUCTSTOCK 8082, PORT_CLEARCART 8083, PORT_PAY 8084,
+// PORT_HANDLETIMEOUT 8085, PORT_RELAY 8086 (health and metrics).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/local/proc"
+	"github.com/ordertimeout/ordertimeout/local/seed"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+// Local-only secrets: printed, never used outside this machine.
+const (
+	userSecret     = "local-user-secret-change-me"
+	internalSecret = "local-internal-secret-change-me"
+	project        = "ordertimeout-local"
+)
+
+type fn struct {
+	name    string
+	portEnv string
+	port    int
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "run:", err)
+		os.Exit(1)
+	}
+}
+
+func envPort(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("%s=%q is not a port", name, v)
+	}
+	return p, nil
+}
+
+func portFree(p int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return fmt.Errorf("port %d is taken (%v): stop what uses it or choose another port with the PORT_* variables", p, err)
+	}
+	return l.Close()
+}
+
+func waitTCP(addr string, within time.Duration, p *proc.Proc) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited: %v", p.Name, p.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not listen on %s within %v", p.Name, addr, within)
+}
+
+func run() error {
+	fns := []*fn{
+		{name: "CreateOrder", portEnv: "PORT_CREATEORDER", port: 8081},
+		{name: "DeductStock", portEnv: "PORT_DEDUCTSTOCK", port: 8082},
+		{name: "ClearCart", portEnv: "PORT_CLEARCART", port: 8083},
+		{name: "Pay", portEnv: "PORT_PAY", port: 8084},
+		{name: "HandleTimeout", portEnv: "PORT_HANDLETIMEOUT", port: 8085},
+	}
+	relayPort, err := envPort("PORT_RELAY", 8086)
+	if err != nil {
+		return err
+	}
+	for _, f := range fns {
+		if f.port, err = envPort(f.portEnv, f.port); err != nil {
+			return err
+		}
+		if err := portFree(f.port); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	if err := portFree(relayPort); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	url := func(name string) string {
+		for _, f := range fns {
+			if f.name == name {
+				return fmt.Sprintf("http://127.0.0.1:%d", f.port)
+			}
+		}
+		return ""
+	}
+
+	dir := ".run"
+	logs := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var group proc.Group
+	defer func() {
+		fmt.Println("stopping every process…")
+		group.StopAll(10 * time.Second)
+		fmt.Println("stopped.")
+	}()
+
+	amqpURL := os.Getenv("AMQP_URL")
+	if amqpURL == "" {
+		amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	if err := ensureRabbit(amqpURL); err != nil {
+		return err
+	}
+	fmt.Println("✓ RabbitMQ at", amqpURL)
+
+	emu, err := startEmulator(&group, logs)
+	if err != nil {
+		return err
+	}
+	fmt.Println("✓ Firestore emulator at", emu)
+
+	fmt.Println("… building the function and relay binaries")
+	bin := filepath.Join(dir, "bin")
+	for _, b := range [][2]string{{"function", "./local/cmd/function"}, {"relay", "./shared/cmd/relay"}} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1]).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	common := []string{
+		"FIRESTORE_EMULATOR_HOST=" + emu, "FIRESTORE_PROJECT_ID=" + project,
+		"AUTH_MODE=hs256", "AUTH_HS256_SECRET=" + userSecret,
+		"INTERNAL_AUTH_MODE=shared-secret", "INTERNAL_SHARED_SECRET=" + internalSecret,
+		"AMQP_URL=" + amqpURL, "BROKER_MODE=ladder", "BROKER_PREFIX=" + envOr("BROKER_PREFIX", "ot"),
+		"DEDUCTSTOCK_URL=" + url("DeductStock"), "CLEARCART_URL=" + url("ClearCart"), "PAY_URL=" + url("Pay"),
+	}
+	for _, f := range fns {
+		out, err := os.Create(filepath.Join(logs, f.name+".log"))
+		if err != nil {
+			return err
+		}
+		p, err := group.Start(f.name, out, append(common, "FUNCTION_TARGET="+f.name, fmt.Sprintf("PORT=%d", f.port)), filepath.Join(bin, "function"))
+		if err != nil {
+			return err
+		}
+		if err := waitTCP(fmt.Sprintf("127.0.0.1:%d", f.port), 30*time.Second, p); err != nil {
+			return err
+		}
+	}
+	rout, err := os.Create(filepath.Join(logs, "relay.log"))
+	if err != nil {
+		return err
+	}
+	rp, err := group.Start("relay", rout, append(common, "RELAY_TARGET_URL="+url("HandleTimeout"), fmt.Sprintf("PORT=%d", relayPort)), filepath.Join(bin, "relay"))
+	if err != nil {
+		return err
+	}
+	if err := waitHealthy(fmt.Sprintf("http://127.0.0.1:%d/healthz", relayPort), 30*time.Second, rp); err != nil {
+		return err
+	}
+
+	seedFile := envOr("SEED_FILE", "local/seed.json")
+	if err := seedData(emu, seedFile); err != nil {
+		return err
+	}
+	fmt.Println("✓ demo data from", seedFile)
+	printGuide(fns, relayPort, logs)
+	fmt.Println("READY")
+
+	watch := make(chan string, 8)
+	group.Each(func(p *proc.Proc) {
+		go func() { <-p.Done(); watch <- p.Name }()
+	})
+	select {
+	case <-ctx.Done():
+		return nil
+	case name := <-watch:
+		return fmt.Errorf("%s exited unexpectedly; see %s", name, logs)
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func ensureRabbit(url string) error {
+	if c, err := amqp.Dial(url); err == nil {
+		return c.Close()
+	}
+	if !strings.Contains(url, "127.0.0.1") && !strings.Contains(url, "localhost") {
+		return fmt.Errorf("RabbitMQ at %s does not answer", url)
+	}
+	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
+		return errors.New("RabbitMQ is not running and not installed: install it (apt-get install rabbitmq-server) or set AMQP_URL")
+	}
+	fmt.Println("… starting RabbitMQ (rabbitmq-server -detached)")
+	if out, err := exec.Command("rabbitmq-server", "-detached").CombinedOutput(); err != nil {
+		return fmt.Errorf("rabbitmq-server -detached: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := amqp.Dial(url); err == nil {
+			return c.Close()
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("RabbitMQ did not come up at %s within 60 s", url)
+}
+
+func startEmulator(g *proc.Group, logs string) (string, error) {
+	if _, err := exec.LookPath("gcloud"); err != nil {
+		return "", errors.New("gcloud is not installed: install the Google Cloud SDK with the cloud-firestore-emulator component")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	host := l.Addr().String()
+	l.Close()
+	out, err := os.Create(filepath.Join(logs, "firestore-emulator.log"))
+	if err != nil {
+		return "", err
+	}
+	p, err := g.Start("firestore-emulator", out, nil, "gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + host + "/"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return host, nil
+			}
+		}
+		select {
+		case <-p.Done():
+			return "", fmt.Errorf("the Firestore emulator exited (%v); see %s", p.Err(), out.Name())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("the Firestore emulator did not start within 60 s; see %s", out.Name())
+}
+
+func waitHealthy(url string, within time.Duration, p *proc.Proc) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited: %v", p.Name, p.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not healthy within %v", p.Name, within)
+}
+
+func seedData(emu, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := seed.Parse(f)
+	if err != nil {
+		return err
+	}
+	os.Setenv("FIRESTORE_EMULATOR_HOST", emu)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := store.New(ctx, project)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return seed.Apply(ctx, s, data)
+}
+
+func printGuide(fns []*fn, relayPort int, logs string) {
+	fmt.Println()
+	fmt.Println("Functions (each its own functions-framework process):")
+	for _, f := range fns {
+		fmt.Printf("  %-14s http://127.0.0.1:%d\n", f.name, f.port)
+	}
+	fmt.Printf("  %-14s http://127.0.0.1:%d/healthz  http://127.0.0.1:%d/metrics\n", "relay", relayPort, relayPort)
+	fmt.Printf("Logs: %s/*.log\n", logs)
+	fmt.Println()
+	fmt.Println("Internal credential header: X-Internal-Token: " + internalSecret)
+	fmt.Println("Tokens (24 h):")
+	for _, u := range []string{"alice", "bob"} {
+		tok, _ := auth.SignHS256([]byte(userSecret), u, 24*time.Hour)
+		fmt.Printf("  export %s=%s\n", strings.ToUpper(u), tok)
+	}
+	co, pay, cart, stock := fns[0].port, fns[3].port, fns[2].port, fns[1].port
+	fmt.Printf(`
+Walk-through (copy-paste):
+  # alice's cart and the stock of a mug
+  curl -s -H "Authorization: Bearer $ALICE" http://127.0.0.1:%[3]d/
+  curl -s http://127.0.0.1:%[4]d/mug
+  # create → pay → PAID
+  ORDER=$(curl -s -X POST -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' \
+    -d '{"items":[{"itemId":"mug","quantity":2}],"paymentTimeoutSeconds":60}' http://127.0.0.1:%[1]d/ | sed 's/.*"orderId":"\([^"]*\)".*/\1/')
+  curl -s -X POST -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' -d "{\"orderId\":\"$ORDER\"}" http://127.0.0.1:%[2]d/
+  sleep 1; curl -s -H "Authorization: Bearer $ALICE" http://127.0.0.1:%[1]d/$ORDER
+  # create → no payment → CANCELLED after 5 s, stock back
+  ORDER=$(curl -s -X POST -H "Authorization: Bearer $ALICE" -H 'Content-Type: application/json' \
+    -d '{"items":[{"itemId":"tea","quantity":1}],"paymentTimeoutSeconds":5}' http://127.0.0.1:%[1]d/ | sed 's/.*"orderId":"\([^"]*\)".*/\1/')
+  sleep 7; curl -s -H "Authorization: Bearer $ALICE" http://127.0.0.1:%[1]d/$ORDER
+  curl -s http://127.0.0.1:%[4]d/tea
+
+Ctrl-C (or SIGTERM to pid %[5]d) stops everything.
+`, co, pay, cart, stock, os.Getpid())
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
+)
+
+// The README's run command, end to end: every process comes up on the
+// chosen ports, an order is created and paid, another times out and gives
+// its stock back, and SIGTERM leaves no process and no port behind.
+func TestRunWholeSystem(t *testing.T) {
+	testenv.AMQPURL(t)
+	root, _ := filepath.Abs("../../..")
+	bin := filepath.Join(t.TempDir(), "run")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ports := map[string]int{}
+	env := []string{"BROKER_PREFIX=" + testenv.UniqueName("ot-run")}
+	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY"} {
+		p, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[name] = p
+		env = append(env, fmt.Sprintf("%s=%d", name, p))
+	}
+	cmd := exec.Command(bin)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, "FIRESTORE_EMULATOR_HOST=")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
+	var out bytes.Buffer
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			out.WriteString(sc.Text() + "\n")
+			if sc.Text() == "READY" {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("run exited before READY:\n%s", out.String())
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("no READY within 3 minutes:\n%s", out.String())
+	}
+	alice := regexp.MustCompile(`export ALICE=(\S+)`).FindStringSubmatch(out.String())
+	if alice == nil {
+		t.Fatalf("no token for alice in:\n%s", out.String())
+	}
+	url := func(name string) string { return fmt.Sprintf("http://127.0.0.1:%d", ports[name]) }
+	call := func(method, u, body string) (int, map[string]any) {
+		req, _ := http.NewRequest(method, u, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+alice[1])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(data, &m)
+		return resp.StatusCode, m
+	}
+	code, o := call("POST", url("PORT_CREATEORDER")+"/", `{"items":[{"itemId":"mug","quantity":2}],"paymentTimeoutSeconds":60}`)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, o)
+	}
+	if code, p := call("POST", url("PORT_PAY")+"/", fmt.Sprintf(`{"orderId":%q}`, o["orderId"])); code != 200 {
+		t.Fatalf("pay: %d %v", code, p)
+	}
+	waitOrder := func(id, want string) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			_, got := call("GET", url("PORT_CREATEORDER")+"/"+id, "")
+			if got["status"] == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("order %s is %v, want %s", id, got["status"], want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitOrder(o["orderId"].(string), "PAID")
+	_, tea := call("GET", url("PORT_DEDUCTSTOCK")+"/tea", "")
+	code, o2 := call("POST", url("PORT_CREATEORDER")+"/", `{"items":[{"itemId":"tea","quantity":3}],"paymentTimeoutSeconds":2}`)
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, o2)
+	}
+	waitOrder(o2["orderId"].(string), "CANCELLED")
+	if _, after := call("GET", url("PORT_DEDUCTSTOCK")+"/tea", ""); after["stock"] != tea["stock"] {
+		t.Fatalf("tea stock %v after timeout, was %v", after["stock"], tea["stock"])
+	}
+
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		stopped = true
+		if err != nil {
+			t.Fatalf("run exited with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not stop within 60 s of SIGTERM")
+	}
+	for name, p := range ports {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p), time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s port %d still open after stop", name, p)
+		}
+	}
+	if m := regexp.MustCompile(`Firestore emulator at (\S+)`).FindStringSubmatch(out.String()); m != nil {
+		if c, err := net.DialTimeout("tcp", m[1], time.Second); err == nil {
+			c.Close()
+			t.Errorf("the emulator at %s outlived run", m[1])
+		}
+	}
+}
