@@ -10,7 +10,7 @@ PKGS ?= ./...
 ## The broker-outage tests stop RabbitMQ's app, so they run alone afterwards.
 test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m -tags outage -run Outage ./shared/relay/
+	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run Outage ./shared/relay/ ./local/stack/
 
 ## check: formatting, vet and module tidiness leave no diff.
 check:

@@ -48,6 +48,7 @@ func init() {
 		h := New(Deps{
 			Store:     env.Store,
 			Users:     env.Users,
+			Internal:  env.Internal,
 			Stock:     clients.Stock{C: env.Client(env.Cfg.DeductStockURL)},
 			Cart:      clients.Cart{C: env.Client(env.Cfg.ClearCartURL)},
 			Publisher: env.Publisher,
@@ -55,6 +56,66 @@ func init() {
 		})
 		return app.WithLogger(env.Log, env.Cfg.Project, h), nil
 	}))
+}
+
+// ExtendRequest is the body of POST /extend (internal): move an UNPAID
+// order's deadline later, for example while a payment is in progress.
+type ExtendRequest struct {
+	OrderID  string `json:"orderId"`
+	Deadline string `json:"deadline"`
+}
+
+// extend schedules the new deadline's timer first (confirmed), then moves
+// the deadline. The old timer then finds a later deadline and does nothing
+// but re-schedule; if the move fails, the extra timer is a harmless no-op.
+func (h *Handler) extend(w http.ResponseWriter, r *http.Request) {
+	if err := h.Internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	var req ExtendRequest
+	if err := httpx.Decode(w, r, &req); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	deadline, err := time.Parse(time.RFC3339Nano, req.Deadline)
+	if err != nil {
+		httpx.Error(w, r, domain.Invalidf("deadline must be an RFC 3339 time"))
+		return
+	}
+	deadline = deadline.UTC().Truncate(time.Microsecond)
+	o, err := h.Store.Order(r.Context(), req.OrderID)
+	if err != nil {
+		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)
+		return
+	}
+	if deadline.Sub(o.CreatedAt) > h.Cfg.TimeoutMax {
+		httpx.Error(w, r, domain.Invalidf("deadline is more than %v after the order's creation", h.Cfg.TimeoutMax))
+		return
+	}
+	if o.Status != domain.OrderUnpaid || !deadline.After(o.Deadline) {
+		httpx.Error(w, r, fmt.Errorf("extend %s: %w", o.ID, domain.ErrOrderClosed), logging.KeyOrderID, o.ID)
+		return
+	}
+	if err := h.Publisher.Publish(r.Context(), events.Timeout(o.ID, deadline, h.Now(), r.Header.Get("traceparent"))); err != nil {
+		httpx.Error(w, r, fmt.Errorf("%w: schedule new deadline: %w", domain.ErrUnavailable, err), logging.KeyOrderID, o.ID)
+		return
+	}
+	o, change, err := h.Store.UpdateOrder(r.Context(), o.ID, func(o *domain.Order) domain.Change { return o.ExtendDeadline(deadline) })
+	if err != nil {
+		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)
+		return
+	}
+	if change == domain.Refused {
+		httpx.Error(w, r, fmt.Errorf("extend %s: %w", o.ID, domain.ErrOrderClosed), logging.KeyOrderID, o.ID)
+		return
+	}
+	logging.From(r.Context()).Info("deadline extended", logging.KeyOrderID, o.ID, "deadline", o.Deadline)
+	httpx.JSON(w, http.StatusOK, View(o))
 }
 
 // Stock is what the saga needs of DeductStock.
@@ -72,6 +133,7 @@ type Cart interface {
 type Deps struct {
 	Store     *store.Store
 	Users     auth.Users
+	Internal  auth.Internal
 	Stock     Stock
 	Cart      Cart
 	Publisher timeout.Publisher
@@ -135,6 +197,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/":
 		h.create(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == "/extend":
+		h.extend(w, r)
 	case r.Method == http.MethodGet:
 		h.get(w, r)
 	default:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/functions/createorder"
+	"github.com/ordertimeout/ordertimeout/local/invariant"
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -31,6 +32,12 @@ func seedBasic(t *testing.T, s *stack.Stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// basicInitial is what seedBasic puts in, for the invariant check.
+var basicInitial = invariant.Initial{
+	Stock:   map[string]int64{"i1": 10, "i2": 5},
+	Balance: map[string]int64{"alice": 100_00, "bob": 5_00},
 }
 
 func create(t *testing.T, s *stack.Stack, user string, timeoutS int, items ...any) createorder.OrderJSON {
@@ -189,6 +196,7 @@ func TestLostAnnouncementFoundAtDeadline(t *testing.T) {
 	if stock(t, s, "i2") != 3 {
 		t.Fatalf("stock %d, want 3 (paid order keeps its stock)", stock(t, s, "i2"))
 	}
+	checkInvariants(t, s, basicInitial)
 }
 
 func TestPayDownAtDeadlineNeverCancels(t *testing.T) {
@@ -215,6 +223,7 @@ func TestPayDownAtDeadlineNeverCancels(t *testing.T) {
 	if stock(t, s, "i1") != 9 || stock(t, s, "i2") != 5 {
 		t.Fatalf("stock i1=%d i2=%d", stock(t, s, "i1"), stock(t, s, "i2"))
 	}
+	checkInvariants(t, s, basicInitial)
 }
 
 func TestIdempotencyKeyOneOrder(t *testing.T) {
@@ -353,4 +362,5 @@ func TestRedeliveredTimeoutRestoresOnce(t *testing.T) {
 	if got := getOrder(t, s, "alice", o.OrderID); got.Status != string(domain.OrderCancelled) {
 		t.Fatalf("status %s", got.Status)
 	}
+	checkInvariants(t, s, basicInitial)
 }

@@ -24,14 +24,17 @@ import (
 	"github.com/ordertimeout/ordertimeout/functions/deductstock"
 	"github.com/ordertimeout/ordertimeout/functions/handletimeout"
 	"github.com/ordertimeout/ordertimeout/functions/pay"
+	sweepfn "github.com/ordertimeout/ordertimeout/functions/sweeper"
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/sweeper"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
@@ -43,6 +46,7 @@ const (
 	ClearCart     = "ClearCart"
 	Pay           = "Pay"
 	HandleTimeout = "HandleTimeout"
+	Sweep         = "Sweep"
 )
 
 // Options tweak a stack.
@@ -51,6 +55,9 @@ type Options struct {
 	DropAnnouncements bool
 	// NoRelay leaves the relay off (tests drive HandleTimeout themselves).
 	NoRelay bool
+	// CrashAfterReserve makes CreateOrder die right after the stock step,
+	// as a process crash would: no order, no timer, no compensation.
+	CrashAfterReserve bool
 	// RelayBackoff is the relay's first retry delay (default 200ms).
 	RelayBackoff time.Duration
 	Configure    func(*config.Config)
@@ -64,6 +71,7 @@ type Stack struct {
 	Topology   broker.Topology
 	Publisher  *broker.Publisher
 	Relay      *relay.Relay
+	Sweeper    *sweeper.Sweeper
 	AuthSecret []byte
 
 	mu      sync.Mutex
@@ -92,6 +100,17 @@ func (s *server) start() error {
 	return nil
 }
 
+// crashAfterReserve reserves, then aborts the request the way a crashed
+// process would: nothing after the stock step runs.
+type crashAfterReserve struct{ createorder.Stock }
+
+func (c crashAfterReserve) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
+	if _, err := c.Stock.Reserve(ctx, orderID, wants); err != nil {
+		return nil, err
+	}
+	panic(http.ErrAbortHandler)
+}
+
 // dropper publishes nothing and reports success: a lost announcement.
 type dropper struct{}
 
@@ -113,6 +132,7 @@ func Start(t testing.TB, opt Options) *Stack {
 	cfg.BrokerPrefix = testenv.UniqueName("ot-test")
 	cfg.CallTimeout = 5 * time.Second
 	cfg.SweepSagaBudget = 10 * time.Second
+	cfg.SweepGrace = 2 * time.Second
 	if opt.Configure != nil {
 		opt.Configure(&cfg)
 	}
@@ -129,7 +149,7 @@ func Start(t testing.TB, opt Options) *Stack {
 	signer := auth.SecretSigner{Secret: cfg.InternalSecret}
 
 	// Reserve addresses first: the functions call each other by URL.
-	for _, name := range []string{CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout} {
+	for _, name := range []string{CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout, Sweep} {
 		port, err := testenv.FreePort()
 		if err != nil {
 			t.Fatal(err)
@@ -145,14 +165,21 @@ func Start(t testing.TB, opt Options) *Stack {
 	s.servers[DeductStock].handler = wrap(deductstock.New(st, internal))
 	s.servers[ClearCart].handler = wrap(clearcart.New(st, users, internal))
 	s.servers[Pay].handler = wrap(pay.New(st, users, internal, announce))
+	var stock createorder.Stock = clients.Stock{C: client(DeductStock)}
+	if opt.CrashAfterReserve {
+		stock = crashAfterReserve{stock}
+	}
 	s.servers[CreateOrder].handler = wrap(createorder.New(createorder.Deps{
-		Store: st, Users: users, Publisher: s.Publisher, Cfg: cfg,
-		Stock: clients.Stock{C: client(DeductStock)}, Cart: clients.Cart{C: client(ClearCart)},
+		Store: st, Users: users, Internal: internal, Publisher: s.Publisher, Cfg: cfg,
+		Stock: stock, Cart: clients.Cart{C: client(ClearCart)},
 	}))
-	ht := handletimeout.New(&timeout.Decider{
+	decider := &timeout.Decider{
 		Orders: st, Pay: clients.Pay{C: client(Pay)}, Stock: clients.Stock{C: client(DeductStock)},
 		Publisher: s.Publisher, SagaBudget: cfg.SweepSagaBudget,
-	}, cfg, log)
+	}
+	ht := handletimeout.New(decider, cfg, log)
+	s.Sweeper = &sweeper.Sweeper{Find: st, Decider: decider, Grace: cfg.SweepGrace, SagaBudget: cfg.SweepSagaBudget, PageSize: 50, MaxPages: 20}
+	s.servers[Sweep].handler = wrap(sweepfn.New(s.Sweeper, internal))
 	ceHandler, err := ht.HTTPHandler()
 	if err != nil {
 		t.Fatal(err)

@@ -16,11 +16,14 @@ type Want struct {
 	Quantity int64
 }
 
-// ReservationState is the life cycle of a stock reservation: RESERVED → RESTORED.
+// ReservationState is the life cycle of a stock reservation:
+// RESERVED → ORDERED (its order was written) → RESTORED, or RESERVED →
+// RESTORED (the create failed, or the order was cancelled).
 type ReservationState string
 
 const (
 	Reserved ReservationState = "RESERVED"
+	Ordered  ReservationState = "ORDERED"
 	Restored ReservationState = "RESTORED"
 )
 

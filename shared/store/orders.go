@@ -51,6 +51,11 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 		if rd.State != string(domain.Reserved) {
 			return fmt.Errorf("order %q has no live stock reservation: %w", o.ID, domain.ErrOrderClosed)
 		}
+		// The reservation now belongs to a written order: the sweeper's
+		// orphan query (state RESERVED, old) no longer finds it.
+		if err := t.Update(rsnap.Ref, []firestore.Update{{Path: "state", Value: string(domain.Ordered)}}); err != nil {
+			return err
+		}
 		stored, created = o, true
 		return t.Create(s.orderRef(o.ID), toOrderDoc(o))
 	})

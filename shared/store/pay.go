@@ -40,6 +40,7 @@ func (s *Store) PayOrder(ctx context.Context, orderID string) (domain.PayOrder, 
 // this user), domain.ErrOrderClosed (cancelled or pay order closed),
 // domain.ErrInsufficientBalance (nothing debited, nothing written).
 func (s *Store) Pay(ctx context.Context, orderID, userID, newPayOrderID string) (p domain.PayOrder, changed bool, err error) {
+	defer s.locks.lock("pay/"+orderID, "wallet/"+userID)()
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		changed = false
 		osnap, err := t.Get(s.orderRef(orderID))
@@ -107,6 +108,7 @@ func (s *Store) Pay(ctx context.Context, orderID, userID, newPayOrderID string) 
 // is refused. It returns the pay order as stored and what happened: Refused
 // means a payment won the race (the pay order is SUCCESS).
 func (s *Store) ClosePayOrder(ctx context.Context, orderID, newPayOrderID string) (domain.PayOrder, domain.Change, error) {
+	defer s.locks.lock("pay/" + orderID)()
 	var (
 		p      domain.PayOrder
 		change domain.Change

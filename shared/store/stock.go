@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"cloud.google.com/go/firestore"
 
@@ -31,8 +32,12 @@ func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
 	return classify(err)
 }
 
-// getItems reads items by id inside a transaction.
+// getItems reads items by id inside a transaction. The ids are read in
+// sorted order, so concurrent transactions lock shared items in the same
+// order and cannot deadlock on each other.
 func (s *Store) getItems(t *firestore.Transaction, ids []string) (map[string]*domain.Item, error) {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
 	refs := make([]*firestore.DocumentRef, len(ids))
 	for i, id := range ids {
 		refs[i] = s.c.Collection(ColItems).Doc(id)
@@ -61,6 +66,11 @@ func (s *Store) getItems(t *firestore.Transaction, ids []string) (map[string]*do
 // order's reservation was already restored (a compensation overtook this
 // deduct), it fails with domain.ErrOrderClosed and takes nothing.
 func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
+	keys := []string{"reservation/" + orderID}
+	for _, w := range wants {
+		keys = append(keys, "item/"+w.ItemID)
+	}
+	defer s.locks.lock(keys...)()
 	var lines []domain.OrderLine
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		resRef := s.c.Collection(ColReservations).Doc(orderID)
@@ -118,6 +128,15 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 // the same transaction: a create whose commit was reported as failed but
 // went through keeps its stock.
 func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool) (domain.Change, error) {
+	// Learn the items first (a reservation's lines never change), so the
+	// in-process locks cover them.
+	keys := []string{"reservation/" + orderID}
+	if r, err := s.Reservation(ctx, orderID); err == nil {
+		for _, l := range r.Lines {
+			keys = append(keys, "item/"+l.ItemID)
+		}
+	}
+	defer s.locks.lock(keys...)()
 	change := domain.NoOp
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		change = domain.NoOp

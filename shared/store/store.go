@@ -43,6 +43,7 @@ type Store struct {
 	c        *firestore.Client
 	attempts int
 	now      func() time.Time
+	locks    keyLocks
 }
 
 // New opens a client for projectID (database "(default)"). With

@@ -86,11 +86,14 @@ func TestReserveAllOrNothingAndIdempotent(t *testing.T) {
 	}
 }
 
-// 60 concurrent orders of 2 units each on an item with 50 in stock: exactly
-// 25 succeed, the rest get ErrInsufficientStock, and stock + Σ reserved = 50.
+// 60 concurrent orders of 2 units each on an item with 50 in stock, spread
+// over 3 clients (as 3 function instances: they contend through Firestore's
+// transactions, not only the in-process locks): exactly 25 succeed, the
+// rest get ErrInsufficientStock, and stock + Σ reserved = 50.
 func TestConcurrentReserveNoOversell(t *testing.T) {
 	t.Parallel()
-	s, _ := testenv.Store(t)
+	s, project := testenv.Store(t)
+	instances := []*store.Store{s, testenv.StoreOn(t, project), testenv.StoreOn(t, project)}
 	ctx := ctxT(t)
 	const initial, orders, each = 50, 60, 2
 	if err := s.PutItem(ctx, domain.Item{ID: "hot", Name: "Hot", PriceCents: 1, Stock: initial}); err != nil {
@@ -102,7 +105,7 @@ func TestConcurrentReserveNoOversell(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = s.Reserve(ctx, fmt.Sprintf("o%d", i), []domain.Want{{ItemID: "hot", Quantity: each}})
+			_, errs[i] = instances[i%len(instances)].Reserve(ctx, fmt.Sprintf("o%d", i), []domain.Want{{ItemID: "hot", Quantity: each}})
 		}()
 	}
 	wg.Wait()
@@ -155,11 +158,13 @@ func seedOrder(t *testing.T, s *store.Store, id, user string, total int64) {
 	}
 }
 
-// 50 races of Pay against ClosePayOrder: exactly one wins each, and the
-// wallet is debited exactly for the SUCCESS ones.
+// 50 races of Pay against ClosePayOrder, each side on its own client (as
+// Pay and HandleTimeout instances): exactly one wins each, and the wallet is
+// debited exactly for the SUCCESS ones.
 func TestPayVersusCloseRaces(t *testing.T) {
 	t.Parallel()
-	s, _ := testenv.Store(t)
+	s, project := testenv.Store(t)
+	closer := testenv.StoreOn(t, project)
 	ctx := ctxT(t)
 	const n, price, balance = 50, 100, 1_000_000
 	if err := s.PutWallet(ctx, domain.Wallet{UserID: "u", BalanceCents: balance}); err != nil {
@@ -185,7 +190,7 @@ func TestPayVersusCloseRaces(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			_, res[i].closeChange, res[i].closeErr = s.ClosePayOrder(ctx, id, "c-"+id)
+			_, res[i].closeChange, res[i].closeErr = closer.ClosePayOrder(ctx, id, "c-"+id)
 		}()
 	}
 	wg.Wait()
@@ -321,7 +326,7 @@ func TestOrderNeedsLiveReservation(t *testing.T) {
 	if c, err := s.Restore(ctx, "o2", true); err != nil || c != domain.Refused {
 		t.Fatalf("release of a live order: %v %v", c, err)
 	}
-	if r, _ := s.Reservation(ctx, "o2"); r.State != domain.Reserved {
+	if r, _ := s.Reservation(ctx, "o2"); r.State != domain.Ordered {
 		t.Fatalf("reservation %s", r.State)
 	}
 }

@@ -179,6 +179,19 @@ func Store(t testing.TB) (*store.Store, string) {
 	return s, project
 }
 
+// StoreOn opens another client on project, as a second function instance
+// would: its transactions contend with the first client's through Firestore.
+func StoreOn(t testing.TB, project string) *store.Store {
+	t.Helper()
+	FirestoreHost(t)
+	s, err := store.New(context.Background(), project)
+	if err != nil {
+		t.Fatalf("store: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // AMQPURL returns AMQP_URL (or the default) after checking that RabbitMQ
 // answers there.
 func AMQPURL(t testing.TB) string {

@@ -16,11 +16,12 @@ import (
 	_ "github.com/ordertimeout/ordertimeout/functions/deductstock"
 	_ "github.com/ordertimeout/ordertimeout/functions/handletimeout"
 	_ "github.com/ordertimeout/ordertimeout/functions/pay"
+	_ "github.com/ordertimeout/ordertimeout/functions/sweeper"
 )
 
 func main() {
 	if os.Getenv("FUNCTION_TARGET") == "" {
-		fmt.Fprintln(os.Stderr, "FUNCTION_TARGET is required: one of CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout")
+		fmt.Fprintln(os.Stderr, "FUNCTION_TARGET is required: one of CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout, Sweep")
 		os.Exit(2)
 	}
 	port := os.Getenv("PORT")

@@ -9,7 +9,8 @@
 //
 // Ports (override with the environment): PORT_CREATEORDER 8081,
 // PORT_DEDUCTSTOCK 8082, PORT_CLEARCART 8083, PORT_PAY 8084,
-// PORT_HANDLETIMEOUT 8085, PORT_RELAY 8086 (health and metrics).
+// PORT_HANDLETIMEOUT 8085, PORT_RELAY 8086 (health and metrics), PORT_SWEEP
+// 8087 (the sweeper, called every SWEEP_INTERVAL, default 30s).
 package main
 
 import (
@@ -99,6 +100,7 @@ func run() error {
 		{name: "ClearCart", portEnv: "PORT_CLEARCART", port: 8083},
 		{name: "Pay", portEnv: "PORT_PAY", port: 8084},
 		{name: "HandleTimeout", portEnv: "PORT_HANDLETIMEOUT", port: 8085},
+		{name: "Sweep", portEnv: "PORT_SWEEP", port: 8087},
 	}
 	relayPort, err := envPort("PORT_RELAY", 8086)
 	if err != nil {
@@ -167,6 +169,7 @@ func run() error {
 		"INTERNAL_AUTH_MODE=shared-secret", "INTERNAL_SHARED_SECRET=" + internalSecret,
 		"AMQP_URL=" + amqpURL, "BROKER_MODE=ladder", "BROKER_PREFIX=" + envOr("BROKER_PREFIX", "ot"),
 		"DEDUCTSTOCK_URL=" + url("DeductStock"), "CLEARCART_URL=" + url("ClearCart"), "PAY_URL=" + url("Pay"),
+		"SWEEP_GRACE=" + envOr("SWEEP_GRACE", "10s"), "SWEEP_SAGA_BUDGET=" + envOr("SWEEP_SAGA_BUDGET", "30s"),
 	}
 	for _, f := range fns {
 		out, err := os.Create(filepath.Join(logs, f.name+".log"))
@@ -201,6 +204,12 @@ func run() error {
 	printGuide(fns, relayPort, logs)
 	fmt.Println("READY")
 
+	interval, err := time.ParseDuration(envOr("SWEEP_INTERVAL", "30s"))
+	if err != nil || interval <= 0 {
+		return fmt.Errorf("SWEEP_INTERVAL=%q: want a duration such as 30s", os.Getenv("SWEEP_INTERVAL"))
+	}
+	go sweepEvery(ctx, url("Sweep"), interval, filepath.Join(logs, "sweeper-calls.log"))
+
 	watch := make(chan string, 8)
 	group.Each(func(p *proc.Proc) {
 		go func() { <-p.Done(); watch <- p.Name }()
@@ -210,6 +219,35 @@ func run() error {
 		return nil
 	case name := <-watch:
 		return fmt.Errorf("%s exited unexpectedly; see %s", name, logs)
+	}
+}
+
+// sweepEvery calls the Sweep function periodically, as Cloud Scheduler does
+// in production.
+func sweepEvery(ctx context.Context, url string, every time.Duration, logFile string) {
+	out, err := os.Create(logFile)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", nil)
+		req.Header.Set("X-Internal-Token", internalSecret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintf(out, "%s sweep failed: %v\n", time.Now().Format(time.RFC3339), err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Fprintf(out, "%s %d %s", time.Now().Format(time.RFC3339), resp.StatusCode, body)
 	}
 }
 
@@ -334,6 +372,7 @@ func printGuide(fns []*fn, relayPort int, logs string) {
 		tok, _ := auth.SignHS256([]byte(userSecret), u, 24*time.Hour)
 		fmt.Printf("  export %s=%s\n", strings.ToUpper(u), tok)
 	}
+	fmt.Printf("Sweeper: POSTed every SWEEP_INTERVAL to http://127.0.0.1:%d (its answers in %s/sweeper-calls.log)\n", fns[5].port, logs)
 	co, pay, cart, stock := fns[0].port, fns[3].port, fns[2].port, fns[1].port
 	fmt.Printf(`
 Walk-through (copy-paste):

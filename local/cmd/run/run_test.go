@@ -32,7 +32,7 @@ func TestRunWholeSystem(t *testing.T) {
 	}
 	ports := map[string]int{}
 	env := []string{"BROKER_PREFIX=" + testenv.UniqueName("ot-run")}
-	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY"} {
+	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY", "PORT_SWEEP"} {
 		p, err := testenv.FreePort()
 		if err != nil {
 			t.Fatal(err)

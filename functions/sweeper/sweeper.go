@@ -1,0 +1,67 @@
+// Package sweeper is the Sweep function: an internal HTTP entry point that
+// Cloud Scheduler calls every minute (and the local run periodically). It
+// decides UNPAID orders whose timers were lost and releases reservations
+// whose create never finished, through HandleTimeout's own code path.
+package sweeper
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/clients"
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/sweeper"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
+)
+
+func init() {
+	functions.HTTP("Sweep", app.Lazy(func(ctx context.Context) (http.Handler, error) {
+		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
+			config.EnvPayURL, config.EnvDeductStockURL)
+		if err != nil {
+			return nil, err
+		}
+		d := &timeout.Decider{
+			Orders:     env.Store,
+			Pay:        clients.Pay{C: env.Client(env.Cfg.PayURL)},
+			Stock:      clients.Stock{C: env.Client(env.Cfg.DeductStockURL)},
+			Publisher:  env.Publisher,
+			SagaBudget: env.Cfg.SweepSagaBudget,
+		}
+		s := &sweeper.Sweeper{Find: env.Store, Decider: d, Grace: env.Cfg.SweepGrace, SagaBudget: env.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
+		return app.WithLogger(env.Log, env.Cfg.Project, New(s, env.Internal)), nil
+	}))
+}
+
+// Handler serves Sweep.
+type Handler struct {
+	sweeper  *sweeper.Sweeper
+	internal auth.Internal
+}
+
+// New returns the handler.
+func New(s *sweeper.Sweeper, internal auth.Internal) *Handler {
+	return &Handler{sweeper: s, internal: internal}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/" {
+		httpx.MethodNotAllowed(w, r)
+		return
+	}
+	if err := h.internal.Check(r); err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	rep, err := h.sweeper.Run(r.Context())
+	if err != nil {
+		httpx.Error(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, rep)
+}

@@ -1,0 +1,102 @@
+// Package sweeper is the safety net behind the timers. Run every minute
+// (Cloud Scheduler in production, the local run's ticker locally), it finds
+// UNPAID orders past their deadline plus a grace period, and reservations
+// that never got an order within the saga's time budget, and decides each
+// through timeout.Decider.Due — the very code path of HandleTimeout. Every
+// step is idempotent, so it is safe beside the relay and beside itself.
+// A non-zero find count means a timer was lost or late: worth an alert.
+package sweeper
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
+)
+
+// Finder runs the sweeper's queries.
+type Finder interface {
+	OverdueOrders(ctx context.Context, before time.Time, limit int) ([]store.Overdue, error)
+	StaleReservations(ctx context.Context, before time.Time, limit int) ([]domain.Reservation, error)
+}
+
+// Sweeper finds and decides what the timers missed.
+type Sweeper struct {
+	Find       Finder
+	Decider    *timeout.Decider
+	Grace      time.Duration // after a deadline before the sweeper steps in
+	SagaBudget time.Duration // after a reservation before it counts as orphaned
+	PageSize   int
+	MaxPages   int
+	Now        func() time.Time
+}
+
+// Report says what one run found and did.
+type Report struct {
+	OverdueFound int            `json:"overdueFound"`
+	OrphansFound int            `json:"orphansFound"`
+	Decided      map[string]int `json:"decided"`
+	Deferred     int            `json:"deferred"`
+}
+
+func (s *Sweeper) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Run sweeps once, in bounded pages.
+func (s *Sweeper) Run(ctx context.Context) (Report, error) {
+	page, pages := max(s.PageSize, 1), max(s.MaxPages, 1)
+	rep := Report{Decided: map[string]int{}}
+	log := logging.From(ctx)
+	decide := func(orderID string, deadline time.Time) bool {
+		out, err := s.Decider.Due(ctx, orderID, deadline)
+		if err != nil {
+			rep.Deferred++
+			log.Warn("sweeper could not decide; next run retries", logging.KeyOrderID, orderID, "error", err.Error())
+			return false
+		}
+		rep.Decided[string(out)]++
+		return true
+	}
+	for range pages {
+		found, err := s.Find.OverdueOrders(ctx, s.now().Add(-s.Grace), page)
+		if err != nil {
+			return rep, err
+		}
+		rep.OverdueFound += len(found)
+		progress := false
+		for _, o := range found {
+			log.Warn("sweeper found an overdue order: its timer was lost or late", logging.KeyOrderID, o.OrderID, "deadline", o.Deadline)
+			progress = decide(o.OrderID, o.Deadline) || progress
+		}
+		if len(found) < page || !progress {
+			break
+		}
+	}
+	for range pages {
+		found, err := s.Find.StaleReservations(ctx, s.now().Add(-s.SagaBudget), page)
+		if err != nil {
+			return rep, err
+		}
+		rep.OrphansFound += len(found)
+		progress := false
+		for _, r := range found {
+			log.Warn("sweeper found a reservation without an order", logging.KeyOrderID, r.OrderID, "created_at", r.CreatedAt)
+			progress = decide(r.OrderID, r.CreatedAt) || progress
+		}
+		if len(found) < page || !progress {
+			break
+		}
+	}
+	if rep.OverdueFound+rep.OrphansFound > 0 {
+		log.Log(ctx, slog.LevelWarn, "sweep finished", "overdue_found", rep.OverdueFound, "orphans_found", rep.OrphansFound, "deferred", rep.Deferred)
+	}
+	return rep, nil
+}
