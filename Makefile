@@ -12,8 +12,10 @@ test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run Outage ./shared/relay/ ./local/stack/
 
-## check: formatting, vet and module tidiness leave no diff.
+## check: formatting (Go and terraform), vet and module tidiness leave no diff.
 check:
+	@command -v terraform >/dev/null || { echo "terraform is not installed (needed for terraform fmt -check)"; exit 1; }
+	terraform fmt -check -recursive terraform
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)

@@ -51,7 +51,7 @@ func NewEnv(ctx context.Context, need ...string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg, Log: logging.Default()}
+	e := &Env{Cfg: cfg, Log: logging.ForLevel(cfg.LogLevel)}
 	e.Users, e.Internal, e.Signer = auth.FromConfig(cfg)
 	if cfg.Project != "" {
 		if e.Store, err = store.New(ctx, cfg.Project); err != nil {

@@ -259,10 +259,16 @@ func FromConfig(c config.Config) (Users, Internal, Signer) {
 		users = &Firebase{Project: c.AuthProject}
 	}
 	var internal Internal = SharedSecret{Secret: c.InternalSecret}
-	var signer Signer = SecretSigner{Secret: c.InternalSecret}
 	if c.InternalMode == config.InternalGoogle {
 		internal = GoogleIDToken{Allowed: c.InternalCallers}
-		signer = &IDTokenSigner{}
 	}
-	return users, internal, signer
+	return users, internal, SignerFor(c.InternalMode, c.InternalSecret)
+}
+
+// SignerFor returns the outbound credential of an internal auth mode.
+func SignerFor(mode, secret string) Signer {
+	if mode == config.InternalGoogle {
+		return &IDTokenSigner{}
+	}
+	return SecretSigner{Secret: secret}
 }

@@ -34,11 +34,16 @@ const (
 	EnvCheckLadder        = "CHECK_LADDER"
 	EnvSweepGrace         = "SWEEP_GRACE"
 	EnvSweepSagaBudget    = "SWEEP_SAGA_BUDGET"
+	EnvLogLevel           = "LOG_LEVEL"
 	EnvRelayTarget        = "RELAY_TARGET_URL"
 	EnvRelayConcurrency   = "RELAY_CONCURRENCY"
+	EnvRelayPrefetch      = "RELAY_PREFETCH"
 	EnvRelayMaxAttempts   = "RELAY_MAX_ATTEMPTS"
-	EnvRelayHealthAddr    = "PORT"
+	EnvRelayBackoffBase   = "RELAY_BACKOFF_BASE"
+	EnvRelayBackoffMax    = "RELAY_BACKOFF_MAX"
+	EnvRelayHTTPTimeout   = "RELAY_HTTP_TIMEOUT"
 	EnvRelayDrainDeadline = "RELAY_DRAIN_TIMEOUT"
+	EnvPort               = "PORT"
 )
 
 // Auth modes.
@@ -51,7 +56,8 @@ const (
 
 // Config is every setting; each program uses the part it needs.
 type Config struct {
-	Project string
+	Project  string
+	LogLevel string
 
 	AuthMode       string
 	AuthSecret     string
@@ -82,12 +88,27 @@ type Config struct {
 	SweepSagaBudget time.Duration
 }
 
+// FunctionVars is every variable a function reads (Load reads exactly
+// these; a test holds it to that, and another compares it with terraform).
+var FunctionVars = []string{
+	EnvProject, EnvAuthMode, EnvAuthSecret, EnvAuthProject, EnvInternalMode, EnvInternalSecret, EnvInternalCallers,
+	EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
+	EnvTimeoutDefault, EnvTimeoutMin, EnvTimeoutMax, EnvCallTimeout, EnvCheckLadder, EnvSweepGrace, EnvSweepSagaBudget,
+	EnvLogLevel,
+}
+
+// Lookup reads one variable; os.LookupEnv in production.
+type Lookup func(name string) (string, bool)
+
 // Load reads the environment. need names the variables that must be set for
 // the caller (beyond those with defaults).
-func Load(need ...string) (Config, error) {
+func Load(need ...string) (Config, error) { return LoadFrom(os.LookupEnv, need...) }
+
+// LoadFrom is Load with another source of variables.
+func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	var errs []error
 	str := func(name, def string) string {
-		if v, ok := os.LookupEnv(name); ok && v != "" {
+		if v, ok := lookup(name); ok && v != "" {
 			return v
 		}
 		return def
@@ -104,7 +125,8 @@ func Load(need ...string) (Config, error) {
 		return d
 	}
 	c := Config{
-		Project:         str(EnvProject, str("GOOGLE_CLOUD_PROJECT", "")),
+		Project:         str(EnvProject, ""),
+		LogLevel:        str(EnvLogLevel, "info"),
 		AuthMode:        str(EnvAuthMode, AuthHS256),
 		AuthSecret:      str(EnvAuthSecret, ""),
 		AuthProject:     str(EnvAuthProject, ""),
@@ -160,6 +182,11 @@ func Load(need ...string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, c.InternalMode, InternalSecret, InternalGoogle))
 	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, c.LogLevel))
+	}
 	if c.BrokerMode != "ladder" && c.BrokerMode != "plugin" {
 		errs = append(errs, fmt.Errorf("%s=%q: want ladder or plugin", EnvBrokerMode, c.BrokerMode))
 	}
@@ -170,7 +197,7 @@ func Load(need ...string) (Config, error) {
 		if name == EnvAuthSecret || name == EnvInternalSecret {
 			continue // checked above, only in the mode that uses them
 		}
-		if str(name, "") == "" && !(name == EnvProject && c.Project != "") {
+		if str(name, "") == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
 		}
 	}
@@ -192,4 +219,99 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// RelayVars is every variable the relay reads (Cloud Run sets PORT).
+var RelayVars = []string{
+	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel,
+	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayBackoffBase,
+	EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
+}
+
+// Relay is the relay's configuration.
+type Relay struct {
+	AMQPURL        string
+	BrokerMode     string
+	BrokerPrefix   string
+	InternalMode   string
+	InternalSecret string
+	LogLevel       string
+	Target         string
+	Concurrency    int
+	Prefetch       int
+	MaxAttempts    int
+	BackoffBase    time.Duration
+	BackoffMax     time.Duration
+	HTTPTimeout    time.Duration
+	Drain          time.Duration
+	Port           string
+}
+
+// LoadRelay reads the relay's variables.
+func LoadRelay(lookup Lookup) (Relay, error) {
+	var errs []error
+	str := func(name, def string) string {
+		if v, ok := lookup(name); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	num := func(name string, def int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a non-negative integer", name, v))
+		}
+		return n
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := parseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 500ms or 30s", name, v))
+		}
+		return d
+	}
+	r := Relay{
+		AMQPURL:        str(EnvAMQPURL, ""),
+		BrokerMode:     str(EnvBrokerMode, "ladder"),
+		BrokerPrefix:   str(EnvBrokerPrefix, "ot"),
+		InternalMode:   str(EnvInternalMode, InternalSecret),
+		InternalSecret: str(EnvInternalSecret, ""),
+		LogLevel:       str(EnvLogLevel, "info"),
+		Target:         str(EnvRelayTarget, ""),
+		Concurrency:    num(EnvRelayConcurrency, 64),
+		Prefetch:       num(EnvRelayPrefetch, 0),
+		MaxAttempts:    num(EnvRelayMaxAttempts, 20),
+		BackoffBase:    dur(EnvRelayBackoffBase, time.Second),
+		BackoffMax:     dur(EnvRelayBackoffMax, 5*time.Minute),
+		HTTPTimeout:    dur(EnvRelayHTTPTimeout, 30*time.Second),
+		Drain:          dur(EnvRelayDrainDeadline, 20*time.Second),
+		Port:           str(EnvPort, "8080"),
+	}
+	if r.AMQPURL == "" {
+		errs = append(errs, fmt.Errorf("%s is required", EnvAMQPURL))
+	}
+	if r.Target == "" {
+		errs = append(errs, fmt.Errorf("%s is required", EnvRelayTarget))
+	}
+	switch r.InternalMode {
+	case InternalSecret:
+		if len(r.InternalSecret) < 16 {
+			errs = append(errs, fmt.Errorf("%s must be at least 16 bytes in %s mode", EnvInternalSecret, InternalSecret))
+		}
+	case InternalGoogle:
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, r.InternalMode, InternalSecret, InternalGoogle))
+	}
+	if r.BrokerMode != "ladder" && r.BrokerMode != "plugin" {
+		errs = append(errs, fmt.Errorf("%s=%q: want ladder or plugin", EnvBrokerMode, r.BrokerMode))
+	}
+	return r, errors.Join(errs...)
 }

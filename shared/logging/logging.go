@@ -50,10 +50,11 @@ func severity(l slog.Level) string {
 	return "DEBUG"
 }
 
-// Default builds the process logger from LOG_LEVEL (debug, info, warn, error).
-func Default() *slog.Logger {
+// ForLevel builds the process logger for a level name (debug, info, warn,
+// error; anything else is info).
+func ForLevel(name string) *slog.Logger {
 	level := slog.LevelInfo
-	switch strings.ToLower(os.Getenv("LOG_LEVEL")) {
+	switch strings.ToLower(name) {
 	case "debug":
 		level = slog.LevelDebug
 	case "warn":

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/ordertimeout/ordertimeout/shared/config"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+// tf is the parsed terraform/ folder.
+type tf struct {
+	t      *testing.T
+	files  map[string][]byte
+	blocks []*hclsyntax.Block
+}
+
+func loadTF(t *testing.T) *tf {
+	t.Helper()
+	dir := filepath.Join(repoRoot, "terraform")
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.tf"))
+	if len(paths) == 0 {
+		t.Fatal("no terraform files")
+	}
+	x := &tf{t: t, files: map[string][]byte{}}
+	for _, p := range paths {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, diags := hclsyntax.ParseConfig(src, p, hcl.InitialPos)
+		if diags.HasErrors() {
+			t.Fatalf("parse %s: %s", p, diags.Error())
+		}
+		x.files[p] = src
+		x.blocks = append(x.blocks, f.Body.(*hclsyntax.Body).Blocks...)
+	}
+	return x
+}
+
+func (x *tf) text(e hclsyntax.Expression) string {
+	r := e.Range()
+	return string(x.files[r.Filename][r.Start.Byte:r.End.Byte])
+}
+
+// resource returns the body of resource TYPE.NAME.
+func (x *tf) resource(typ, name string) *hclsyntax.Body {
+	for _, b := range x.blocks {
+		if b.Type == "resource" && len(b.Labels) == 2 && b.Labels[0] == typ && b.Labels[1] == name {
+			return b.Body
+		}
+	}
+	x.t.Fatalf("resource %s.%s not found", typ, name)
+	return nil
+}
+
+func (x *tf) resources(typ string) []*hclsyntax.Body {
+	var out []*hclsyntax.Body
+	for _, b := range x.blocks {
+		if b.Type == "resource" && len(b.Labels) == 2 && b.Labels[0] == typ {
+			out = append(out, b.Body)
+		}
+	}
+	return out
+}
+
+// local returns the expression of local NAME.
+func (x *tf) local(name string) hclsyntax.Expression {
+	for _, b := range x.blocks {
+		if b.Type == "locals" {
+			if a, ok := b.Body.Attributes[name]; ok {
+				return a.Expr
+			}
+		}
+	}
+	x.t.Fatalf("local %s not found", name)
+	return nil
+}
+
+func (x *tf) literal(e hclsyntax.Expression) string {
+	v, diags := e.Value(nil)
+	if diags.HasErrors() || !v.Type().Equals(v.Type()) {
+		x.t.Fatalf("not a literal: %s", x.text(e))
+	}
+	return v.AsString()
+}
+
+// objectKeys returns the keys of an object constructor.
+func (x *tf) objectKeys(e hclsyntax.Expression) map[string]hclsyntax.Expression {
+	obj, ok := e.(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		x.t.Fatalf("not an object: %s", x.text(e))
+	}
+	out := map[string]hclsyntax.Expression{}
+	for _, it := range obj.Items {
+		k := strings.Trim(x.text(it.KeyExpr), `"`)
+		out[k] = it.ValueExpr
+	}
+	return out
+}
+
+func sortedSet(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	return slices.Compact(s)
+}
+
+func keysOf[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return sortedSet(out)
+}
+
+// entryPoints scans the function packages for functions.HTTP/CloudEvent
+// registrations.
+func entryPoints(t *testing.T) map[string]string {
+	re := regexp.MustCompile(`functions\.(?:HTTP|CloudEvent)\("([A-Za-z]+)"`)
+	out := map[string]string{}
+	paths, _ := filepath.Glob(filepath.Join(repoRoot, "functions", "*", "*.go"))
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		src, _ := os.ReadFile(p)
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			rel, _ := filepath.Rel(repoRoot, filepath.Dir(p))
+			out[m[1]] = filepath.ToSlash(rel)
+		}
+	}
+	return out
+}
+
+// codeCalls returns, per function package, the peers it calls: the URL
+// settings its code names.
+func codeCalls(t *testing.T, pkg string) []string {
+	peers := map[string]string{"EnvDeductStockURL": "DeductStock", "EnvClearCartURL": "ClearCart", "EnvPayURL": "Pay"}
+	var out []string
+	paths, _ := filepath.Glob(filepath.Join(repoRoot, pkg, "*.go"))
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		src, _ := os.ReadFile(p)
+		for env, peer := range peers {
+			if strings.Contains(string(src), "config."+env) {
+				out = append(out, peer)
+			}
+		}
+	}
+	return sortedSet(out)
+}
+
+func TestTerraformMatchesCode(t *testing.T) {
+	x := loadTF(t)
+
+	// Entry points: code registrations = terraform's functions = stage targets.
+	eps := entryPoints(t)
+	fns := x.objectKeys(x.local("functions"))
+	if got, want := keysOf(fns), keysOf(eps); !slices.Equal(got, want) {
+		t.Fatalf("terraform functions %v, code registers %v", got, want)
+	}
+	for name, body := range fns {
+		f := x.objectKeys(body)
+		if pkg := x.literal(f["package"]); pkg != eps[name] || Targets[name] != pkg {
+			t.Errorf("%s: terraform package %q, code %q, stage %q", name, pkg, eps[name], Targets[name])
+		}
+		// Function → function edges: code and terraform agree.
+		var calls []string
+		for _, c := range f["calls"].(*hclsyntax.TupleConsExpr).Exprs {
+			calls = append(calls, x.literal(c))
+		}
+		if got, want := sortedSet(calls), codeCalls(t, eps[name]); !slices.Equal(got, want) {
+			t.Errorf("%s calls %v in terraform, %v in code", name, got, want)
+		}
+	}
+	if len(Targets) != len(fns)+1 {
+		t.Errorf("stage targets %v: want the functions plus the relay", keysOf(Targets))
+	}
+
+	// Runtime matches go.mod's go line.
+	mod, _ := os.ReadFile(filepath.Join(repoRoot, "go.mod"))
+	m := regexp.MustCompile(`(?m)^go (\d+)\.(\d+)`).FindStringSubmatch(string(mod))
+	if got, want := x.literal(x.local("go_runtime")), "go"+m[1]+m[2]; got != want {
+		t.Errorf("go_runtime %q, go.mod says %q", got, want)
+	}
+
+	// Function env: exactly config.FunctionVars.
+	set := keysOf(x.objectKeys(x.local("function_env")))
+	fn := x.resource("google_cloudfunctions2_function", "fn")
+	var svc *hclsyntax.Body
+	for _, b := range fn.Blocks {
+		if b.Type == "service_config" {
+			svc = b.Body
+		}
+	}
+	merged := x.text(svc.Attributes["environment_variables"].Expr)
+	if strings.Contains(merged, "INTERNAL_ALLOWED_CALLERS") {
+		set = append(set, "INTERNAL_ALLOWED_CALLERS")
+	}
+	for _, b := range svc.Blocks {
+		if b.Type == "secret_environment_variables" {
+			set = append(set, x.literal(b.Body.Attributes["key"].Expr))
+		}
+	}
+	if got, want := sortedSet(set), sortedSet(config.FunctionVars); !slices.Equal(got, want) {
+		t.Errorf("terraform sets %v on the functions, the code reads %v", got, want)
+	}
+
+	// Relay env: exactly config.RelayVars, PORT being Cloud Run's.
+	relay := x.resource("google_cloud_run_v2_service", "relay")
+	var envs []string
+	var walk func(b *hclsyntax.Body)
+	walk = func(b *hclsyntax.Body) {
+		for _, blk := range b.Blocks {
+			if blk.Type == "env" {
+				envs = append(envs, x.literal(blk.Body.Attributes["name"].Expr))
+				if v, ok := blk.Body.Attributes["value"]; ok && x.literal(blk.Body.Attributes["name"].Expr) == "RELAY_TARGET_URL" &&
+					!strings.Contains(x.text(v.Expr), `fn_url["HandleTimeout"]`) {
+					t.Errorf("the relay's target is %s, not HandleTimeout", x.text(v.Expr))
+				}
+			}
+			walk(blk.Body)
+		}
+	}
+	walk(relay)
+	if got, want := sortedSet(append(envs, config.EnvPort)), sortedSet(config.RelayVars); !slices.Equal(got, want) {
+		t.Errorf("terraform sets %v on the relay (+PORT), the relay reads %v", got, want)
+	}
+
+	// Indexes: one per query shape, and no other.
+	var declared []string
+	for _, b := range x.resources("google_firestore_index") {
+		shape := x.literal(b.Attributes["collection"].Expr)
+		for _, f := range b.Blocks {
+			if f.Type == "fields" {
+				shape += " " + x.literal(f.Body.Attributes["field_path"].Expr) + ":" + x.literal(f.Body.Attributes["order"].Expr)
+			}
+		}
+		declared = append(declared, shape)
+	}
+	var queried []string
+	for _, q := range store.Queries {
+		shape := q.Collection
+		for _, f := range q.Fields {
+			shape += " " + f.Path + ":" + f.Order
+		}
+		queried = append(queried, shape)
+	}
+	if got, want := sortedSet(declared), sortedSet(queried); !slices.Equal(got, want) {
+		t.Errorf("terraform indexes %v, code queries %v", got, want)
+	}
+
+	// Invocation rights follow the edges: private functions grant run.invoker
+	// to their callers, public ones name their callers for the in-code check.
+	ext := x.objectKeys(x.local("external_invokers"))
+	if !strings.Contains(x.text(ext["HandleTimeout"]), `"relay"`) || !strings.Contains(x.text(ext["Sweep"]), `"scheduler"`) {
+		t.Errorf("external invokers %s", x.text(x.local("external_invokers")))
+	}
+	callers := x.text(x.resource("google_cloud_run_service_iam_member", "callers").Attributes["for_each"].Expr)
+	if !strings.Contains(callers, "local.callers_of[target]") || !strings.Contains(callers, "!f.public") {
+		t.Errorf("private invokers are not derived from callers_of: %s", callers)
+	}
+	if !strings.Contains(merged, "local.callers_of[each.key]") {
+		t.Errorf("INTERNAL_ALLOWED_CALLERS is not derived from callers_of: %s", merged)
+	}
+	for name, body := range fns {
+		public := x.text(x.objectKeys(body)["public"]) == "true"
+		if wantPublic := name != "HandleTimeout" && name != "Sweep"; public != wantPublic {
+			t.Errorf("%s public=%v", name, public)
+		}
+	}
+	sched := x.resource("google_cloud_scheduler_job", "sweep")
+	if !strings.Contains(string(x.files[sched.Range().Filename][sched.Range().Start.Byte:sched.Range().End.Byte]), `fn_url["Sweep"]`) {
+		t.Error("the scheduler does not call Sweep")
+	}
+}

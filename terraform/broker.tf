@@ -1,0 +1,190 @@
+# The private network: the broker lives here; functions reach it through a
+# Serverless VPC Access connector, the relay through Direct VPC egress.
+resource "google_compute_network" "ot" {
+  name                    = "ordertimeout"
+  auto_create_subnetworks = false
+  depends_on              = [google_project_service.apis]
+}
+
+resource "google_compute_subnetwork" "ot" {
+  name                     = "ordertimeout-${var.region}"
+  network                  = google_compute_network.ot.id
+  region                   = var.region
+  ip_cidr_range            = "10.20.0.0/24"
+  private_ip_google_access = true
+}
+
+resource "google_vpc_access_connector" "ot" {
+  name          = "ot-connector"
+  region        = var.region
+  network       = google_compute_network.ot.name
+  ip_cidr_range = "10.20.8.0/28"
+  min_instances = 2
+  max_instances = 3
+  depends_on    = [google_project_service.apis]
+}
+
+# Nodes reach Debian's mirrors through Cloud NAT (no public IPs).
+resource "google_compute_router" "ot" {
+  name    = "ordertimeout"
+  region  = var.region
+  network = google_compute_network.ot.id
+}
+
+resource "google_compute_router_nat" "ot" {
+  name                               = "ordertimeout"
+  router                             = google_compute_router.ot.name
+  region                             = var.region
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
+}
+
+resource "google_compute_firewall" "amqp" {
+  name          = "ordertimeout-amqp"
+  network       = google_compute_network.ot.name
+  source_ranges = ["10.20.0.0/16"]
+  target_tags   = ["ot-broker"]
+  allow {
+    protocol = "tcp"
+    ports    = ["5672", "4369", "25672", "35672-35682"]
+  }
+}
+
+resource "google_compute_firewall" "health" {
+  name          = "ordertimeout-broker-health"
+  network       = google_compute_network.ot.name
+  source_ranges = ["35.191.0.0/16", "130.211.0.0/22"]
+  target_tags   = ["ot-broker"]
+  allow {
+    protocol = "tcp"
+    ports    = ["5672"]
+  }
+}
+
+resource "random_password" "rabbit" {
+  length  = 32
+  special = false
+}
+
+resource "random_password" "erlang_cookie" {
+  length  = 40
+  special = false
+  upper   = true
+}
+
+locals {
+  broker_nodes = local.use_vm_broker ? var.rabbitmq_nodes : 0
+  node_names   = [for i in range(local.broker_nodes) : "ot-rabbit-${i}"]
+}
+
+# RabbitMQ from Debian's packages on each node. Every queue the system
+# declares is a quorum queue, so with 3 nodes pending timers survive the
+# loss of one.
+resource "google_compute_instance" "rabbit" {
+  count        = local.broker_nodes
+  name         = local.node_names[count.index]
+  machine_type = var.rabbitmq_machine_type
+  zone         = "${var.region}-${["b", "c", "d"][count.index]}"
+  tags         = ["ot-broker"]
+
+  boot_disk {
+    initialize_params {
+      image = "debian-cloud/debian-12"
+      size  = 20
+      type  = "pd-balanced"
+    }
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.ot.id
+  }
+
+  service_account {
+    email  = google_service_account.broker.email
+    scopes = ["cloud-platform"]
+  }
+
+  metadata = {
+    enable-oslogin = "TRUE"
+    startup-script = templatefile("${path.module}/rabbitmq-startup.sh.tftpl", {
+      cookie   = random_password.erlang_cookie.result
+      password = random_password.rabbit.result
+      nodes    = local.node_names
+      self     = local.node_names[count.index]
+    })
+  }
+
+  depends_on = [google_compute_router_nat.ot]
+}
+
+# One stable address for the cluster: an internal passthrough load balancer.
+resource "google_compute_instance_group" "rabbit" {
+  count     = local.broker_nodes
+  name      = "ot-rabbit-${count.index}"
+  zone      = google_compute_instance.rabbit[count.index].zone
+  instances = [google_compute_instance.rabbit[count.index].self_link]
+}
+
+resource "google_compute_health_check" "amqp" {
+  count = local.use_vm_broker ? 1 : 0
+  name  = "ot-amqp"
+  tcp_health_check {
+    port = 5672
+  }
+}
+
+resource "google_compute_region_backend_service" "amqp" {
+  count                 = local.use_vm_broker ? 1 : 0
+  name                  = "ot-amqp"
+  region                = var.region
+  protocol              = "TCP"
+  load_balancing_scheme = "INTERNAL"
+  health_checks         = [google_compute_health_check.amqp[0].id]
+  dynamic "backend" {
+    for_each = google_compute_instance_group.rabbit
+    content {
+      group          = backend.value.id
+      balancing_mode = "CONNECTION"
+    }
+  }
+}
+
+resource "google_compute_forwarding_rule" "amqp" {
+  count                 = local.use_vm_broker ? 1 : 0
+  name                  = "ot-amqp"
+  region                = var.region
+  load_balancing_scheme = "INTERNAL"
+  backend_service       = google_compute_region_backend_service.amqp[0].id
+  ports                 = ["5672"]
+  network               = google_compute_network.ot.id
+  subnetwork            = google_compute_subnetwork.ot.id
+}
+
+# The AMQP URL lives in Secret Manager; functions and the relay read it as
+# the AMQP_URL variable.
+resource "google_secret_manager_secret" "amqp_url" {
+  secret_id = "ordertimeout-amqp-url"
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "amqp_url" {
+  secret      = google_secret_manager_secret.amqp_url.id
+  secret_data = local.use_vm_broker ? "amqp://ordertimeout:${random_password.rabbit.result}@${google_compute_forwarding_rule.amqp[0].ip_address}:5672/" : var.amqp_url
+}
+
+# The internal shared secret is not used in production (google mode checks
+# ID tokens); the functions still require the variable to be non-empty.
+resource "random_password" "internal" {
+  length  = 40
+  special = false
+}
+
+resource "google_secret_manager_secret_iam_member" "amqp_url" {
+  for_each  = toset(concat(keys(local.functions), ["relay"]))
+  secret_id = google_secret_manager_secret.amqp_url.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${local.caller_emails[each.key]}"
+}

@@ -1,0 +1,119 @@
+# The relay: an always-on Cloud Run service (min 1 instance, CPU always
+# allocated), built from the repository's source by Cloud Build with Google's
+# buildpacks (no local Docker). The image tag is the staged source's hash.
+resource "google_artifact_registry_repository" "ot" {
+  location      = var.region
+  repository_id = "ordertimeout"
+  format        = "DOCKER"
+  depends_on    = [google_project_service.apis]
+}
+
+locals {
+  relay_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.ot.repository_id}/relay:${substr(data.external.stage["relay"].result.sha256, 0, 20)}"
+}
+
+resource "terraform_data" "relay_image" {
+  triggers_replace = [local.relay_image]
+  provisioner "local-exec" {
+    command = "gcloud builds submit --project ${var.project_id} --region ${var.region} --pack image=${local.relay_image},env=GOOGLE_BUILDABLE=./shared/cmd/relay ${data.external.stage["relay"].result.dir}"
+  }
+}
+
+resource "google_cloud_run_v2_service" "relay" {
+  name                = "ot-relay"
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = false
+
+  template {
+    service_account = google_service_account.relay.email
+    scaling {
+      min_instance_count = 1
+      max_instance_count = 1
+    }
+    vpc_access {
+      egress = "PRIVATE_RANGES_ONLY"
+      network_interfaces {
+        network    = google_compute_network.ot.id
+        subnetwork = google_compute_subnetwork.ot.id
+      }
+    }
+    containers {
+      image = local.relay_image
+      resources {
+        cpu_idle = false # CPU always allocated: it consumes without requests
+        limits = {
+          cpu    = "1"
+          memory = "512Mi"
+        }
+      }
+      # Every variable in config.RelayVars but PORT, which Cloud Run sets.
+      env {
+        name = "AMQP_URL"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.amqp_url.secret_id
+            version = "latest"
+          }
+        }
+      }
+      env {
+        name  = "BROKER_MODE"
+        value = "ladder"
+      }
+      env {
+        name  = "BROKER_PREFIX"
+        value = local.broker_prefix
+      }
+      env {
+        name  = "INTERNAL_AUTH_MODE"
+        value = "google"
+      }
+      env {
+        name  = "INTERNAL_SHARED_SECRET"
+        value = random_password.internal.result
+      }
+      env {
+        name  = "LOG_LEVEL"
+        value = "info"
+      }
+      env {
+        name  = "RELAY_TARGET_URL"
+        value = local.fn_url["HandleTimeout"]
+      }
+      env {
+        name  = "RELAY_CONCURRENCY"
+        value = "64"
+      }
+      env {
+        name  = "RELAY_PREFETCH"
+        value = "2000"
+      }
+      env {
+        name  = "RELAY_MAX_ATTEMPTS"
+        value = "20"
+      }
+      env {
+        name  = "RELAY_BACKOFF_BASE"
+        value = "1s"
+      }
+      env {
+        name  = "RELAY_BACKOFF_MAX"
+        value = "5m"
+      }
+      env {
+        name  = "RELAY_HTTP_TIMEOUT"
+        value = "30s"
+      }
+      env {
+        name  = "RELAY_DRAIN_TIMEOUT"
+        value = "8s"
+      }
+      startup_probe {
+        tcp_socket {}
+      }
+    }
+  }
+
+  depends_on = [terraform_data.relay_image, google_secret_manager_secret_iam_member.amqp_url]
+}
