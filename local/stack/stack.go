@@ -137,6 +137,7 @@ func Start(t testing.TB, opt Options) *Stack {
 		opt.Configure(&cfg)
 	}
 	s := &Stack{T: t, Cfg: cfg, Store: st, Topology: app.Topology(cfg), AuthSecret: []byte(cfg.AuthSecret), servers: map[string]*server{}}
+	s.Topology.Tiers = 10 // tiers up to 2 min: each tier is a quorum queue to create and delete
 	s.Publisher = broker.NewPublisher(amqpURL, s.Topology)
 	t.Cleanup(func() { _ = s.Publisher.Close() })
 

@@ -48,6 +48,18 @@ const TierCount = 28
 type Topology struct {
 	Prefix string
 	Mode   string
+	// Tiers is how many ladder tiers exist (default TierCount). A delay
+	// longer than the longest tier hops on that tier repeatedly, so fewer
+	// tiers only cost hops; tests use fewer, since every tier is a quorum
+	// queue (a Raft group) to create and delete.
+	Tiers int
+}
+
+func (t Topology) tiers() int {
+	if t.Tiers <= 0 || t.Tiers > TierCount {
+		return TierCount
+	}
+	return t.Tiers
 }
 
 // DelayExchange routes published messages to a tier by routing key.
@@ -108,7 +120,7 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(t.DelayExchange(), amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", t.DelayExchange(), err)
 	}
-	for k := range TierCount {
+	for k := range t.tiers() {
 		q := t.TierQueue(k)
 		_, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{
 			"x-message-ttl":          int64(TierTTL(k) / time.Millisecond),
@@ -141,7 +153,7 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 		return t.HopExchange(), ""
 	}
 	k := 0
-	for k+1 < TierCount && TierTTL(k+1) <= remaining {
+	for k+1 < t.tiers() && TierTTL(k+1) <= remaining {
 		k++
 	}
 	return t.DelayExchange(), t.TierQueue(k)
@@ -157,7 +169,7 @@ func (t Topology) Delete(ch *amqp.Channel) error {
 	exchanges := []string{t.HopExchange(), t.PluginExchange()}
 	if t.Mode != ModePlugin {
 		exchanges[1] = t.DelayExchange()
-		for k := range TierCount {
+		for k := range TierCount { // all: another program may have declared more
 			queues = append(queues, t.TierQueue(k))
 		}
 	}

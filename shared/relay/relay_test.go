@@ -78,7 +78,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	url := testenv.AMQPURL(t)
-	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-relay"), Mode: broker.ModeLadder}}
+	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-relay"), Mode: broker.ModeLadder, Tiers: testTiers}}
 	e.pub = broker.NewPublisher(url, e.topo)
 	t.Cleanup(func() {
 		_ = e.pub.Close()
@@ -305,5 +305,9 @@ func TestGracefulStopLosesNothing(t *testing.T) {
 	e.run(relay.Options{Concurrency: 8}, s.srv.URL)
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return s.distinct() == n })
 }
+
+// testTiers keeps each test's ladder small (tiers up to 2 min): every tier
+// is a quorum queue to create and delete.
+const testTiers = 10
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

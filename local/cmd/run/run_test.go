@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
@@ -31,7 +34,18 @@ func TestRunWholeSystem(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	ports := map[string]int{}
-	env := []string{"BROKER_PREFIX=" + testenv.UniqueName("ot-run")}
+	prefix := testenv.UniqueName("ot-run")
+	env := []string{"BROKER_PREFIX=" + prefix}
+	t.Cleanup(func() {
+		c, err := amqp.Dial(testenv.AMQPURL(t))
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if ch, err := c.Channel(); err == nil {
+			_ = broker.Topology{Prefix: prefix}.Delete(ch)
+		}
+	})
 	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY", "PORT_SWEEP"} {
 		p, err := testenv.FreePort()
 		if err != nil {
