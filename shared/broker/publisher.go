@@ -30,7 +30,7 @@ var ErrNotConfirmed = errors.New("publish not confirmed by the broker")
 // Publishing builds the AMQP publishing for m.
 func (m Message) Publishing(now time.Time) amqp.Publishing {
 	h := amqp.Table{
-		HeaderDueAt:   m.DueAt.UnixMilli(),
+		HeaderDueAt:   ceilMilli(m.DueAt),
 		HeaderAttempt: int32(m.Attempt),
 		HeaderType:    m.Type,
 		HeaderSubject: m.Subject,
@@ -103,6 +103,16 @@ func toInt64(v any) (int64, bool) {
 // PublishOn publishes m on ch (in confirm mode) to where it must go next and
 // waits for the broker's confirm.
 func PublishOn(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) error {
+	wait, err := PublishAsync(ctx, ch, t, m, now)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// PublishAsync publishes m on ch (in confirm mode) to where it must go next
+// and returns a function that waits for the broker's confirm.
+func PublishAsync(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
 	p := m.Publishing(now)
 	ex, key := t.Route(m.DueAt.Sub(now))
 	if ex == t.PluginExchange() {
@@ -110,16 +120,18 @@ func PublishOn(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now
 	}
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, ex, key, true, false, p)
 	if err != nil {
-		return fmt.Errorf("%w: publish %s: %w", ErrNotConfirmed, m.ID, err)
+		return nil, fmt.Errorf("%w: publish %s: %w", ErrNotConfirmed, m.ID, err)
 	}
-	ok, err := dc.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, m.ID, err)
-	}
-	if !ok {
-		return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, m.ID)
-	}
-	return nil
+	return func(ctx context.Context) error {
+		ok, err := dc.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, m.ID, err)
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, m.ID)
+		}
+		return nil
+	}, nil
 }
 
 // PublishDead puts m on the dead-letter queue with a reason.
@@ -216,4 +228,14 @@ func (p *Publisher) Close() error {
 	defer p.mu.Unlock()
 	p.closeLocked()
 	return nil
+}
+
+// ceilMilli rounds up to the millisecond, so a due time read back from the
+// header is never before the real one (a timer must never fire early).
+func ceilMilli(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
 }

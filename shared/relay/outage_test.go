@@ -52,3 +52,39 @@ func TestOutageBrokerRestartMidStream(t *testing.T) {
 		t.Fatal("the relay never reconnected")
 	}
 }
+
+// BenchmarkOutageRecovery: a relay draining a pre-loaded queue while the
+// broker is down for 15 s; reports how long after the broker came back all
+// messages were delivered, and the duplicates the outage caused.
+func BenchmarkOutageRecovery(b *testing.B) {
+	for range b.N {
+		const n = 20_000
+		e := newBenchEnv(b)
+		e.preload(n, func(int) time.Time { return time.Now() })
+		s := startSink(b, func(int64) (int, time.Duration) { return 200, 2 * time.Millisecond }, false)
+		e.startRelay(s.url, 16)
+		waitCount(b, time.Minute, "some delivered", n/10, s.delivered.Load)
+		restarted := false
+		b.Cleanup(func() {
+			if !restarted {
+				_ = exec.Command("rabbitmqctl", "start_app").Run()
+			}
+		})
+		if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
+			b.Fatalf("stop_app: %v %s", err, out)
+		}
+		before := s.delivered.Load()
+		time.Sleep(15 * time.Second)
+		if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
+			b.Fatalf("start_app: %v %s", err, out)
+		}
+		restarted = true
+		back := time.Now()
+		waitCount(b, 3*time.Minute, "first delivery after the outage", before+1, s.delivered.Load)
+		first := time.Since(back)
+		waitCount(b, 3*time.Minute, "all delivered", n, s.delivered.Load)
+		b.ReportMetric(first.Seconds(), "s-to-first-delivery")
+		b.ReportMetric(time.Since(back).Seconds(), "s-to-drain")
+		b.ReportMetric(float64(s.requests.Load()-n), "duplicates")
+	}
+}

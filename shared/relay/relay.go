@@ -7,26 +7,20 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
-	"github.com/cloudevents/sdk-go/v2/binding"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
-	"github.com/ordertimeout/ordertimeout/shared/events"
 )
 
 // Options configure a relay.
@@ -41,7 +35,10 @@ type Options struct {
 	BackoffMax  time.Duration
 	HTTPTimeout time.Duration
 	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
-	Signer      auth.Signer
+	// HoldRetry: retries due within this wait in memory (unacked) instead
+	// of a trip through the broker (default 2 s).
+	HoldRetry time.Duration
+	Signer    auth.Signer
 	// Token, when set, is sent as the CloudEvent extension internaltoken
 	// (local/test mode).
 	Token string
@@ -71,6 +68,9 @@ func (o *Options) defaults() {
 	if o.Drain <= 0 {
 		o.Drain = 20 * time.Second
 	}
+	if o.HoldRetry <= 0 {
+		o.HoldRetry = 2 * time.Second
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -81,29 +81,26 @@ func (o *Options) defaults() {
 
 // Relay is one relay process.
 type Relay struct {
-	opt     Options
-	client  *http.Client
-	Metrics *Metrics
+	opt       Options
+	poster    *poster
+	posterErr error
+	Metrics   *Metrics
 }
 
-// New builds a relay.
+// New builds a relay. A bad target URL makes Run fail at once.
 func New(opt Options) *Relay {
 	opt.defaults()
-	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        opt.Concurrency * 2,
-		MaxIdleConnsPerHost: opt.Concurrency * 2,
-		IdleConnTimeout:     90 * time.Second,
-		ForceAttemptHTTP2:   true,
-	}
-	return &Relay{opt: opt, client: &http.Client{Transport: tr, Timeout: opt.HTTPTimeout}, Metrics: &Metrics{}}
+	p, err := newPoster(opt.Target, opt.HTTPTimeout, opt.Signer, opt.Token)
+	return &Relay{opt: opt, poster: p, posterErr: err, Metrics: &Metrics{}}
 }
 
 // Run relays until ctx is cancelled, reconnecting after any broker failure.
 // On cancellation it stops consuming, lets in-flight deliveries finish
 // within the drain deadline, and returns nil.
 func (r *Relay) Run(ctx context.Context) error {
+	if r.posterErr != nil {
+		return r.posterErr
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		started := time.Now()
@@ -133,7 +130,84 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// session is one connection's life.
+// session is one connection's life: a confirm-mode channel to re-publish,
+// a consumer channel, the workers, and the messages waiting in memory.
+type session struct {
+	r     *Relay
+	ctx   context.Context
+	pub   *amqp.Channel
+	ack   *acker
+	jobs  chan amqp.Delivery
+	stop  chan struct{}
+	mu    sync.Mutex
+	timer map[*time.Timer]amqp.Delivery
+	held  sync.WaitGroup
+}
+
+// hold keeps d unacked in memory for wait, then hands it to the workers;
+// on shutdown it goes back to the queue. Messages due within the shortest
+// tier and short retries wait here instead of taking a trip through the
+// broker; the broker still holds them (unacked), so a crash loses nothing.
+func (s *session) hold(d amqp.Delivery, wait time.Duration) {
+	s.r.Metrics.Held.Add(1)
+	s.held.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		s.mu.Lock()
+		_, ok := s.timer[t]
+		delete(s.timer, t)
+		s.mu.Unlock()
+		s.r.Metrics.Held.Add(-1)
+		defer s.held.Done()
+		if !ok {
+			return
+		}
+		select {
+		case s.jobs <- d:
+		case <-s.stop:
+			s.ack.requeue(d.DeliveryTag)
+			s.r.Metrics.InFlight.Add(-1)
+		}
+	})
+	s.timer[t] = d
+}
+
+// release returns every waiting message to the queue.
+func (s *session) release() {
+	close(s.stop)
+	s.mu.Lock()
+	for t, d := range s.timer {
+		if t.Stop() {
+			delete(s.timer, t)
+			s.ack.requeue(d.DeliveryTag)
+			s.r.Metrics.InFlight.Add(-1)
+			s.r.Metrics.Held.Add(-1)
+			s.held.Done()
+		}
+	}
+	s.mu.Unlock()
+	s.held.Wait()
+}
+
+// dispatch takes a delivery from the broker.
+func (s *session) dispatch(d amqp.Delivery) {
+	s.r.Metrics.InFlight.Add(1)
+	if d.Redelivered {
+		s.r.Metrics.Redelivered.Add(1)
+	}
+	wait := time.Duration(0)
+	if m, err := broker.FromDelivery(d); err == nil {
+		wait = m.DueAt.Sub(s.r.opt.Now())
+	}
+	if wait > 0 && wait < broker.TierBase {
+		s.hold(d, wait)
+		return
+	}
+	s.jobs <- d
+}
+
 func (r *Relay) session(ctx context.Context) error {
 	conn, err := amqp.DialConfig(r.opt.AMQPURL, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
@@ -172,64 +246,19 @@ func (r *Relay) session(ctx context.Context) error {
 	r.Metrics.Connected.Store(true)
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
-	// Deliveries that are due go to the workers; those due within the
-	// shortest tier wait in memory (timers), others hop to a tier.
-	jobs := make(chan amqp.Delivery, r.opt.Prefetch)
-	var (
-		workers sync.WaitGroup
-		held    sync.WaitGroup
-		stop    = make(chan struct{})
-	)
+	s := &session{r: r, ctx: ctx, pub: pub, ack: newAcker(cons), jobs: make(chan amqp.Delivery, r.opt.Prefetch),
+		stop: make(chan struct{}), timer: map[*time.Timer]amqp.Delivery{}}
+	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for d := range jobs {
-				r.handle(ctx, pub, d)
+			var wc *wconn
+			defer func() { wc.close() }()
+			for d := range s.jobs {
+				s.handle(&wc, d)
 			}
 		}()
-	}
-	var (
-		heldMu     sync.Mutex
-		heldTimers = map[*time.Timer]amqp.Delivery{}
-	)
-	dispatch := func(d amqp.Delivery) {
-		r.Metrics.InFlight.Add(1)
-		if d.Redelivered {
-			r.Metrics.Redelivered.Add(1)
-		}
-		m, err := broker.FromDelivery(d)
-		wait := time.Duration(0)
-		if err == nil {
-			wait = m.DueAt.Sub(r.opt.Now())
-		}
-		if wait <= 0 || wait >= broker.TierBase {
-			jobs <- d
-			return
-		}
-		r.Metrics.Held.Add(1)
-		held.Add(1)
-		heldMu.Lock()
-		var t *time.Timer
-		t = time.AfterFunc(wait, func() {
-			heldMu.Lock()
-			_, ok := heldTimers[t]
-			delete(heldTimers, t)
-			heldMu.Unlock()
-			r.Metrics.Held.Add(-1)
-			defer held.Done()
-			if !ok {
-				return
-			}
-			select {
-			case jobs <- d:
-			case <-stop:
-				_ = d.Nack(false, true)
-				r.Metrics.InFlight.Add(-1)
-			}
-		})
-		heldTimers[t] = d
-		heldMu.Unlock()
 	}
 
 	var sessErr error
@@ -250,27 +279,15 @@ loop:
 				sessErr = errors.New("consumer cancelled by the broker")
 				break loop
 			}
-			dispatch(d)
+			s.dispatch(d)
 		}
 	}
 
-	// Stop taking new messages; return held ones to the queue; let the
+	// Stop taking new messages; return waiting ones to the queue; let the
 	// workers finish what they have within the drain deadline.
 	_ = cons.Cancel(tag, false)
-	close(stop)
-	heldMu.Lock()
-	for t, d := range heldTimers {
-		if t.Stop() {
-			delete(heldTimers, t)
-			_ = d.Nack(false, true)
-			r.Metrics.InFlight.Add(-1)
-			r.Metrics.Held.Add(-1)
-			held.Done()
-		}
-	}
-	heldMu.Unlock()
-	held.Wait()
-	close(jobs)
+	s.release()
+	close(s.jobs)
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
@@ -278,45 +295,50 @@ loop:
 	case <-time.After(r.opt.Drain):
 		r.opt.Log.Error("drain deadline passed; unacked messages return to the queue", "in_flight", r.Metrics.InFlight.Load())
 	}
+	s.ack.close()
 	return sessErr
 }
 
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
 // It acks only after the message's fate is settled.
-func (r *Relay) handle(ctx context.Context, pub *amqp.Channel, d amqp.Delivery) {
+func (s *session) handle(wc **wconn, d amqp.Delivery) {
+	r := s.r
 	defer r.Metrics.InFlight.Add(-1)
-	// Publishes and acks must complete even during shutdown.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	log := r.opt.Log.With("message_id", d.MessageId)
 	m, err := broker.FromDelivery(d)
+	// The logger is built only on the paths that log: slog's With costs
+	// more than the rest of a delivery.
+	log := func() *slog.Logger {
+		return r.opt.Log.With("message_id", d.MessageId, "order_id", m.Subject, "type", m.Type)
+	}
 	if err != nil {
-		r.settle(pctx, pub, d, m, "malformed message: "+err.Error(), log)
+		s.settle(d, m, "malformed message: "+err.Error(), log)
 		return
 	}
-	log = log.With("order_id", m.Subject, "type", m.Type)
-	now := r.opt.Now()
-	if m.DueAt.Sub(now) >= broker.TierBase {
-		if err := broker.PublishOn(pctx, pub, r.opt.Topology, m, now); err != nil {
-			log.Warn("hop not confirmed; message stays in the queue", "error", err.Error())
-			_ = d.Nack(false, true)
-			return
-		}
-		r.Metrics.Hops.Add(1)
-		_ = d.Ack(false)
+	remaining := m.DueAt.Sub(r.opt.Now())
+	if remaining >= broker.TierBase {
+		s.republish(d, m, &r.Metrics.Hops, log)
 		return
+	}
+	if remaining > 0 {
+		// It waited in the work queue and is now within the last moments:
+		// never deliver early.
+		time.Sleep(remaining)
 	}
 	if m.Attempt == 0 {
-		r.Metrics.ObserveLateness(now.Sub(m.DueAt))
+		r.Metrics.ObserveLateness(r.opt.Now().Sub(m.DueAt))
 	}
-	status, detail, err := r.deliver(ctx, m)
+	status, detail, err := r.poster.post(s.ctx, wc, m)
+	if errors.Is(err, errHeader) {
+		s.settle(d, m, "malformed message: "+err.Error(), log)
+		return
+	}
 	switch {
 	case err == nil && status/100 == 2:
 		r.Metrics.Delivered.Add(1)
-		_ = d.Ack(false)
+		s.ack.ack(d.DeliveryTag)
 		return
 	case err == nil && status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-		r.settle(pctx, pub, d, m, fmt.Sprintf("target answered %d: %s", status, detail), log)
+		s.settle(d, m, fmt.Sprintf("target answered %d: %s", status, detail), log)
 		return
 	}
 	reason := fmt.Sprintf("target answered %d: %s", status, detail)
@@ -325,37 +347,82 @@ func (r *Relay) handle(ctx context.Context, pub *amqp.Channel, d amqp.Delivery) 
 	}
 	m.Attempt++
 	if m.Attempt >= r.opt.MaxAttempts {
-		r.settle(pctx, pub, d, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason), log)
+		s.settle(d, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason), log)
 		return
 	}
-	retryAt := r.opt.Now().Add(r.backoff(m.Attempt))
-	m.DueAt = retryAt
-	if err := broker.PublishOn(pctx, pub, r.opt.Topology, m, r.opt.Now()); err != nil {
-		log.Warn("retry not confirmed; message stays in the queue", "error", err.Error())
-		_ = d.Nack(false, true)
+	wait := r.backoff(m.Attempt)
+	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
+		log().Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
+	}
+	if wait <= r.opt.HoldRetry && r.Metrics.Held.Load() < int64(r.opt.Prefetch/2) {
+		// A short wait: keep it unacked in memory and try again, sparing
+		// the broker a round trip. The attempt count travels in memory; a
+		// crash redelivers the broker's copy with the older count.
+		d.Headers = cloneTable(d.Headers)
+		d.Headers[broker.HeaderAttempt] = int32(m.Attempt)
+		r.Metrics.Retried.Add(1)
+		r.Metrics.InFlight.Add(1) // handed over to hold
+		s.hold(d, wait)
 		return
 	}
-	r.Metrics.Retried.Add(1)
-	log.Info("delivery will be retried", "attempt", m.Attempt, "retry_at", retryAt, "reason", reason)
-	_ = d.Ack(false)
+	m.DueAt = r.opt.Now().Add(wait)
+	s.republish(d, m, &r.Metrics.Retried, log)
+}
+
+func cloneTable(t amqp.Table) amqp.Table {
+	c := make(amqp.Table, len(t)+1)
+	for k, v := range t {
+		c[k] = v
+	}
+	return c
+}
+
+// republish puts m back on the ladder and acks d once the broker confirmed
+// the copy (or requeues d if it did not). The worker does not wait for the
+// confirm: it goes on to the next message while a goroutine does.
+func (s *session) republish(d amqp.Delivery, m broker.Message, counter *atomic.Int64, log func() *slog.Logger) {
+	r := s.r
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	wait, err := broker.PublishAsync(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
+	if err != nil {
+		cancel()
+		log().Warn("re-publish failed; message stays in the queue", "error", err.Error())
+		s.ack.requeue(d.DeliveryTag)
+		return
+	}
+	r.Metrics.InFlight.Add(1)
+	go func() {
+		defer cancel()
+		defer r.Metrics.InFlight.Add(-1)
+		if err := wait(ctx); err != nil {
+			log().Warn("re-publish not confirmed; message stays in the queue", "error", err.Error())
+			s.ack.requeue(d.DeliveryTag)
+			return
+		}
+		counter.Add(1)
+		s.ack.ack(d.DeliveryTag)
+	}()
 }
 
 // settle dead-letters a message with a reason, then acks it.
-func (r *Relay) settle(ctx context.Context, pub *amqp.Channel, d amqp.Delivery, m broker.Message, reason string, log *slog.Logger) {
+func (s *session) settle(d amqp.Delivery, m broker.Message, reason string, log func() *slog.Logger) {
+	r := s.r
 	if m.ID == "" {
 		m.ID = d.MessageId
 	}
 	if m.Data == nil {
 		m.Data = d.Body
 	}
-	if err := broker.PublishDead(ctx, pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
-		log.Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
-		_ = d.Nack(false, true)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	defer cancel()
+	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
+		log().Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
+		s.ack.requeue(d.DeliveryTag)
 		return
 	}
 	r.Metrics.DeadLettered.Add(1)
-	log.Error("message dead-lettered", "reason", reason)
-	_ = d.Ack(false)
+	log().Error("message dead-lettered", "reason", reason)
+	s.ack.ack(d.DeliveryTag)
 }
 
 // backoff is exponential with jitter: a uniform pick in [d/2, d] where d
@@ -367,50 +434,4 @@ func (r *Relay) backoff(attempt int) time.Duration {
 	}
 	d = min(d, r.opt.BackoffMax)
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-}
-
-// deliver POSTs m as a binary-mode CloudEvent and returns the status.
-func (r *Relay) deliver(ctx context.Context, m broker.Message) (int, string, error) {
-	e := cloudevents.NewEvent()
-	e.SetID(m.ID)
-	e.SetType(m.Type)
-	e.SetSource(events.Source)
-	e.SetSubject(m.Subject)
-	if !m.CreatedAt.IsZero() {
-		e.SetTime(m.CreatedAt)
-	}
-	if m.Trace != "" {
-		e.SetExtension("traceparent", m.Trace)
-	}
-	if r.opt.Token != "" {
-		e.SetExtension("internaltoken", r.opt.Token)
-	}
-	if err := e.SetData(cloudevents.ApplicationJSON, m.Data); err != nil {
-		return 0, "", err
-	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HTTPTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, r.opt.Target, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if err := cehttp.WriteRequest(rctx, binding.ToMessage(&e), req); err != nil {
-		return 0, "", err
-	}
-	if m.Trace != "" {
-		req.Header.Set("traceparent", m.Trace)
-	}
-	if r.opt.Signer != nil {
-		if err := r.opt.Signer.Sign(req); err != nil {
-			return 0, "", err
-		}
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, string(bytes.TrimSpace(body)), nil
 }

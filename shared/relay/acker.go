@@ -1,0 +1,123 @@
+package relay
+
+import (
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// acker batches acknowledgements. Delivery tags on a channel are
+// consecutive, so once every tag up to T is settled, one ack with
+// multiple=true covers them all: one frame and one syscall instead of one
+// per message. A completion stuck behind a slower one (a gap) is acked on
+// its own after maxWait, so no message waits long for its ack. Requeues are
+// sent at once, on their own.
+type acker struct {
+	ch      *amqp.Channel
+	maxWait time.Duration
+
+	mu      sync.Mutex
+	next    uint64               // lowest tag not yet covered by an ack or requeue
+	pending map[uint64]time.Time // completed, awaiting a batched ack
+	order   []uint64             // pending tags in completion order (oldest first)
+	settled map[uint64]struct{}  // acked or requeued on their own
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func newAcker(ch *amqp.Channel) *acker {
+	a := &acker{ch: ch, maxWait: 20 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go a.loop()
+	return a
+}
+
+// ack settles tag as delivered.
+func (a *acker) ack(tag uint64) {
+	a.mu.Lock()
+	a.pending[tag] = time.Now()
+	a.order = append(a.order, tag)
+	n := len(a.pending)
+	a.mu.Unlock()
+	if n >= 64 {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// requeue returns tag to the queue now.
+func (a *acker) requeue(tag uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_ = a.ch.Nack(tag, false, true)
+	a.settled[tag] = struct{}{}
+}
+
+func (a *acker) loop() {
+	defer close(a.stopped)
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			a.flush(true)
+			return
+		case <-t.C:
+		case <-a.wake:
+		}
+		a.flush(false)
+	}
+}
+
+// flush acks the settled prefix with one multiple ack, and gap-stuck
+// completions older than maxWait (or all, when final) on their own.
+func (a *acker) flush(final bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var last uint64
+	for {
+		if _, ok := a.pending[a.next]; ok {
+			delete(a.pending, a.next)
+			last = a.next
+		} else if _, ok := a.settled[a.next]; ok {
+			delete(a.settled, a.next)
+		} else {
+			break
+		}
+		a.next++
+	}
+	if last > 0 {
+		_ = a.ch.Ack(last, true)
+	}
+	// Completions stuck behind a gap longer than maxWait: ack on their own,
+	// oldest first; entries already covered by the multiple ack are skipped.
+	now := time.Now()
+	i := 0
+	for ; i < len(a.order); i++ {
+		tag := a.order[i]
+		at, ok := a.pending[tag]
+		if !ok {
+			continue
+		}
+		if !final && now.Sub(at) < a.maxWait {
+			break
+		}
+		_ = a.ch.Ack(tag, false)
+		delete(a.pending, tag)
+		a.settled[tag] = struct{}{}
+	}
+	a.order = a.order[i:]
+	if len(a.pending) == 0 {
+		a.order = a.order[:0]
+	}
+}
+
+// close flushes everything and stops.
+func (a *acker) close() {
+	close(a.stop)
+	<-a.stopped
+}
