@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test check fmt vet tidy fuzz bench run build
+.PHONY: test check bench run build demo load
 
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
@@ -34,3 +34,14 @@ bench:
 run:
 	$(GO) build -o .run/bin/run ./local/cmd/run
 	exec .run/bin/run
+
+## demo: a visible scenario against the running `make run` (paid, lost announcement, timed out).
+demo:
+	$(GO) run ./local/cmd/demo
+
+## load: load the running `make run`; ORDERS, RATE, PAY override the defaults.
+ORDERS ?= 2000
+RATE ?= 100
+PAY ?= 0.5
+load:
+	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY)

@@ -95,10 +95,31 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 	// Announce on every successful answer: a repeated pay re-sends an
 	// announcement that may have been lost. The payment stands either way;
 	// the timeout check finds it if every announcement is lost.
+	if h.dropAnnouncement(r) {
+		log.Warn("announcement dropped on request (fault injection, local mode)")
+		httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+		return
+	}
 	if err := h.announce.Publish(r.Context(), events.Paid(p.BizOrderNo, p.ID, p.PaidAt, r.Header.Get("traceparent"))); err != nil {
 		log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
 	}
 	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+}
+
+// FaultDropHeader asks Pay to "lose" the payment announcement, so the demo
+// can show the timeout check finding the payment. It is honoured only in
+// local/test mode (shared-secret internal auth) and only together with the
+// internal credential; in production it is ignored.
+const FaultDropHeader = "X-Fault-Drop-Announcement"
+
+func (h *Handler) dropAnnouncement(r *http.Request) bool {
+	if r.Header.Get(FaultDropHeader) == "" {
+		return false
+	}
+	if _, local := h.internal.(auth.SharedSecret); !local {
+		return false
+	}
+	return h.internal.Check(r) == nil
 }
 
 func (h *Handler) close(w http.ResponseWriter, r *http.Request) {

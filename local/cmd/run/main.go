@@ -196,6 +196,21 @@ func run() error {
 		return err
 	}
 
+	// The demo and load commands read where everything is from here.
+	envFile := filepath.Join(dir, "env")
+	lines := append([]string{"FIRESTORE_EMULATOR_HOST=" + emu, "FIRESTORE_PROJECT_ID=" + project, "AUTH_HS256_SECRET=" + userSecret,
+		"INTERNAL_SHARED_SECRET=" + internalSecret, "AMQP_URL=" + amqpURL}, func() []string {
+		var out []string
+		for _, f := range fns {
+			out = append(out, fmt.Sprintf("URL_%s=http://127.0.0.1:%d", strings.ToUpper(f.name), f.port))
+		}
+		return out
+	}()...)
+	if err := os.WriteFile(envFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(envFile)
+
 	seedFile := envOr("SEED_FILE", "local/seed.json")
 	if err := seedData(emu, seedFile); err != nil {
 		return err

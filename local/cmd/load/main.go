@@ -1,0 +1,223 @@
+// Command load puts the system `make run` started under load: it creates
+// N orders at rate R over many users and items, pays a chosen fraction at
+// random times (some after their deadline), lets the rest expire, shows a
+// live progress line, and reports create throughput, create latency
+// p50/p99, timeout lateness p50/p99/max and the invariant check. It draws
+// two PNG charts: orders by state over time, and the lateness histogram.
+//
+//	make load                      # 2,000 orders at 100/s
+//	go run ./local/cmd/load -orders 5000 -rate 200 -pay 0.4 -timeout 10s -out .run/load
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/functions/createorder"
+	"github.com/ordertimeout/ordertimeout/local/invariant"
+	"github.com/ordertimeout/ordertimeout/local/runenv"
+	"github.com/ordertimeout/ordertimeout/local/seed"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/store"
+)
+
+type options struct {
+	orders, users, items, parallel int
+	rate, payFraction              float64
+	timeout, grace                 time.Duration
+	out, env                       string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.orders, "orders", 2000, "orders to create")
+	flag.Float64Var(&o.rate, "rate", 100, "orders per second")
+	flag.IntVar(&o.users, "users", 200, "distinct users")
+	flag.IntVar(&o.items, "items", 100, "distinct items")
+	flag.IntVar(&o.parallel, "parallel", 64, "requests in flight at most")
+	flag.Float64Var(&o.payFraction, "pay", 0.5, "fraction of orders paid (at a random time up to 1.3 × the timeout)")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "payment timeout of each order")
+	flag.DurationVar(&o.grace, "grace", 30*time.Second, "how long after the last deadline to wait for every order to be decided")
+	flag.StringVar(&o.out, "out", ".run/load", "folder for the PNG charts")
+	flag.StringVar(&o.env, "env", ".run/env", "the file `make run` writes")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "\nload:", err)
+		os.Exit(1)
+	}
+}
+
+type sample struct {
+	at                    time.Duration
+	unpaid, paid, cancels int
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+func run(o options) error {
+	e, err := runenv.Load(o.env)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, err := store.New(ctx, e.Project)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	// Our own users and items, so the invariant check knows the initial state.
+	run := fmt.Sprintf("l%d", time.Now().Unix()%100000)
+	init := invariant.Initial{Stock: map[string]int64{}, Balance: map[string]int64{}}
+	var d seed.Data
+	for i := range o.items {
+		id := fmt.Sprintf("%s-item%04d", run, i)
+		d.Items = append(d.Items, seed.Item{ItemID: id, Name: id, PriceCents: int64(100 + i%900), Stock: 1_000_000})
+		init.Stock[id] = 1_000_000
+	}
+	for i := range o.users {
+		id := fmt.Sprintf("%s-user%04d", run, i)
+		d.Wallets = append(d.Wallets, seed.Wallet{UserID: id, BalanceCents: 1_000_000_000})
+		init.Balance[id] = 1_000_000_000
+	}
+	if err := seed.Apply(ctx, st, d); err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d items and %d users (prefix %s); creating %d orders at %.0f/s, paying %.0f%%, timeout %v\n",
+		o.items, o.users, run, o.orders, o.rate, o.payFraction*100, o.timeout)
+
+	var (
+		created, failed, paid, payRefused atomic.Int64
+		mu                                sync.Mutex
+		latencies                         []time.Duration
+		ids                               = map[string]bool{}
+		wg                                sync.WaitGroup
+		sem                               = make(chan struct{}, o.parallel)
+	)
+	begin := time.Now()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
+	for i := range o.orders {
+		<-tick.C
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := fmt.Sprintf("%s-user%04d", run, rand.IntN(o.users))
+			lines := []map[string]any{{"itemId": fmt.Sprintf("%s-item%04d", run, rand.IntN(o.items)), "quantity": 1 + rand.IntN(3)}}
+			if j := rand.IntN(o.items); fmt.Sprintf("%s-item%04d", run, j) != lines[0]["itemId"] && i%2 == 0 {
+				lines = append(lines, map[string]any{"itemId": fmt.Sprintf("%s-item%04d", run, j), "quantity": 1})
+			}
+			var ord createorder.OrderJSON
+			t0 := time.Now()
+			_, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/", user, map[string]any{"items": lines, "paymentTimeoutSeconds": int(o.timeout / time.Second)}, &ord)
+			lat := time.Since(t0)
+			<-sem
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			created.Add(1)
+			mu.Lock()
+			latencies = append(latencies, lat)
+			ids[ord.OrderID] = true
+			mu.Unlock()
+			if rand.Float64() < o.payFraction {
+				time.Sleep(time.Duration(rand.Float64() * 1.3 * float64(o.timeout)))
+				if _, err := e.Call(http.MethodPost, e.URL["Pay"]+"/", user, map[string]string{"orderId": ord.OrderID}, nil); err == nil {
+					paid.Add(1)
+				} else {
+					payRefused.Add(1)
+				}
+			}
+		}()
+	}
+	tick.Stop()
+	createSpan := time.Since(begin)
+
+	// Follow the orders' states until all are decided (or grace runs out).
+	var samples []sample
+	var lateness []time.Duration
+	lastDeadline := time.Now().Add(o.timeout)
+	for {
+		all, err := st.AllOrders(ctx)
+		if err != nil {
+			return err
+		}
+		s := sample{at: time.Since(begin)}
+		lateness = lateness[:0]
+		for _, ord := range all {
+			mu.Lock()
+			mine := ids[ord.ID]
+			mu.Unlock()
+			if !mine {
+				continue
+			}
+			switch ord.Status {
+			case domain.OrderUnpaid:
+				s.unpaid++
+			case domain.OrderPaid:
+				s.paid++
+			case domain.OrderCancelled:
+				s.cancels++
+				lateness = append(lateness, ord.CancelledAt.Sub(ord.Deadline))
+			}
+		}
+		samples = append(samples, s)
+		fmt.Printf("\r%6.1fs  created %d (failed %d)  UNPAID %d  PAID %d  CANCELLED %d  payments %d ok / %d refused   ",
+			s.at.Seconds(), created.Load(), failed.Load(), s.unpaid, s.paid, s.cancels, paid.Load(), payRefused.Load())
+		if s.unpaid == 0 && int(created.Load()+failed.Load()) == o.orders && paid.Load()+payRefused.Load() >= 0 && time.Now().After(lastDeadline) {
+			break
+		}
+		if time.Now().After(lastDeadline.Add(o.grace)) {
+			fmt.Println()
+			return fmt.Errorf("%d orders still UNPAID %v after the last deadline", s.unpaid, o.grace)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	wg.Wait()
+	fmt.Println()
+
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	sort.Slice(lateness, func(i, j int) bool { return lateness[i] < lateness[j] })
+	res, err := invariant.Check(ctx, st, init, time.Now(), o.grace)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("create throughput  %.1f orders/s (%d in %v, %d failed)\n", float64(created.Load())/createSpan.Seconds(), created.Load(), createSpan.Round(time.Millisecond), failed.Load())
+	fmt.Printf("create latency     p50 %v  p99 %v\n", percentile(latencies, 0.5).Round(time.Millisecond), percentile(latencies, 0.99).Round(time.Millisecond))
+	if len(lateness) > 0 {
+		fmt.Printf("timeout lateness   p50 %v  p99 %v  max %v  (deadline → CANCELLED, %d orders)\n",
+			percentile(lateness, 0.5).Round(time.Millisecond), percentile(lateness, 0.99).Round(time.Millisecond), lateness[len(lateness)-1].Round(time.Millisecond), len(lateness))
+	}
+	fmt.Printf("payments           %d succeeded, %d refused (order already closed)\n", paid.Load(), payRefused.Load())
+	fmt.Printf("invariants         %s\n", res)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	states, hist := filepath.Join(o.out, "orders-by-state.png"), filepath.Join(o.out, "lateness.png")
+	if err := plotStates(samples, states); err != nil {
+		return err
+	}
+	if err := plotLateness(lateness, hist); err != nil {
+		return err
+	}
+	fmt.Printf("charts             %s  %s\n", states, hist)
+	if !res.OK() {
+		return fmt.Errorf("invariants violated")
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+// Package runenv reads .run/env, which `make run` writes while it runs, so
+// the demo and load commands find the running system, and talks to it.
+package runenv
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/auth"
+)
+
+// Env is the running system.
+type Env struct {
+	EmulatorHost   string
+	Project        string
+	UserSecret     string
+	InternalSecret string
+	URL            map[string]string // by entry point, e.g. URL["CreateOrder"]
+	client         *http.Client
+}
+
+// Load reads path (default .run/env).
+func Load(path string) (*Env, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (is `make run` running?)", path, err)
+	}
+	defer f.Close()
+	e := &Env{URL: map[string]string{}, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "FIRESTORE_EMULATOR_HOST":
+			e.EmulatorHost = v
+		case k == "FIRESTORE_PROJECT_ID":
+			e.Project = v
+		case k == "AUTH_HS256_SECRET":
+			e.UserSecret = v
+		case k == "INTERNAL_SHARED_SECRET":
+			e.InternalSecret = v
+		case strings.HasPrefix(k, "URL_"):
+			for _, name := range []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"} {
+				if strings.ToUpper(name) == strings.TrimPrefix(k, "URL_") {
+					e.URL[name] = v
+				}
+			}
+		}
+	}
+	if e.Project == "" || e.URL["CreateOrder"] == "" {
+		return nil, fmt.Errorf("%s is incomplete", path)
+	}
+	os.Setenv("FIRESTORE_EMULATOR_HOST", e.EmulatorHost)
+	return e, nil
+}
+
+// Token mints a token for user.
+func (e *Env) Token(user string) string {
+	tok, _ := auth.SignHS256([]byte(e.UserSecret), user, time.Hour)
+	return tok
+}
+
+// Call sends a JSON request as user ("" for none) and decodes the answer
+// into out (when not nil). extra are header name, value pairs.
+func (e *Env) Call(method, url, user string, body, out any, extra ...string) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+e.Token(user))
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, err
+		}
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	return resp.StatusCode, nil
+}
