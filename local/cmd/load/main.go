@@ -109,6 +109,62 @@ func run(o options) error {
 		sem                               = make(chan struct{}, o.parallel)
 	)
 	begin := time.Now()
+	// Follow the orders' states from the start, every 500 ms.
+	var (
+		smu      sync.Mutex
+		samples  []sample
+		lateness []time.Duration
+		sampErr  error
+	)
+	observe := func() sample {
+		all, err := st.AllOrders(ctx)
+		s := sample{at: time.Since(begin)}
+		var late []time.Duration
+		if err != nil {
+			smu.Lock()
+			sampErr = err
+			smu.Unlock()
+			return s
+		}
+		mu.Lock()
+		for _, ord := range all {
+			if !ids[ord.ID] {
+				continue
+			}
+			switch ord.Status {
+			case domain.OrderUnpaid:
+				s.unpaid++
+			case domain.OrderPaid:
+				s.paid++
+			case domain.OrderCancelled:
+				s.cancels++
+				late = append(late, ord.CancelledAt.Sub(ord.Deadline))
+			}
+		}
+		mu.Unlock()
+		smu.Lock()
+		samples, lateness = append(samples, s), late
+		smu.Unlock()
+		fmt.Printf("\r%6.1fs  created %d (failed %d)  UNPAID %d  PAID %d  CANCELLED %d  payments %d ok / %d refused   ",
+			s.at.Seconds(), created.Load(), failed.Load(), s.unpaid, s.paid, s.cancels, paid.Load(), payRefused.Load())
+		return s
+	}
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+				observe()
+			}
+		}
+	}()
+
 	tick := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
 	for i := range o.orders {
 		<-tick.C
@@ -148,47 +204,32 @@ func run(o options) error {
 	tick.Stop()
 	createSpan := time.Since(begin)
 
-	// Follow the orders' states until all are decided (or grace runs out).
-	var samples []sample
-	var lateness []time.Duration
+	// Wait until every order is decided (or grace runs out).
 	lastDeadline := time.Now().Add(o.timeout)
 	for {
-		all, err := st.AllOrders(ctx)
+		time.Sleep(500 * time.Millisecond)
+		smu.Lock()
+		var s sample
+		if len(samples) > 0 {
+			s = samples[len(samples)-1]
+		}
+		err := sampErr
+		smu.Unlock()
 		if err != nil {
 			return err
 		}
-		s := sample{at: time.Since(begin)}
-		lateness = lateness[:0]
-		for _, ord := range all {
-			mu.Lock()
-			mine := ids[ord.ID]
-			mu.Unlock()
-			if !mine {
-				continue
-			}
-			switch ord.Status {
-			case domain.OrderUnpaid:
-				s.unpaid++
-			case domain.OrderPaid:
-				s.paid++
-			case domain.OrderCancelled:
-				s.cancels++
-				lateness = append(lateness, ord.CancelledAt.Sub(ord.Deadline))
-			}
-		}
-		samples = append(samples, s)
-		fmt.Printf("\r%6.1fs  created %d (failed %d)  UNPAID %d  PAID %d  CANCELLED %d  payments %d ok / %d refused   ",
-			s.at.Seconds(), created.Load(), failed.Load(), s.unpaid, s.paid, s.cancels, paid.Load(), payRefused.Load())
-		if s.unpaid == 0 && int(created.Load()+failed.Load()) == o.orders && paid.Load()+payRefused.Load() >= 0 && time.Now().After(lastDeadline) {
+		if time.Now().After(lastDeadline) && s.unpaid == 0 && s.at > time.Since(begin)-time.Second {
 			break
 		}
 		if time.Now().After(lastDeadline.Add(o.grace)) {
 			fmt.Println()
 			return fmt.Errorf("%d orders still UNPAID %v after the last deadline", s.unpaid, o.grace)
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	observe()
 	fmt.Println()
 
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })

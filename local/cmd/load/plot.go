@@ -39,6 +39,7 @@ func plotStates(samples []sample, path string) error {
 		p.Legend.Add(s.name, line)
 	}
 	p.Legend.Top = true
+	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	return p.Save(8*vg.Inch, 4.5*vg.Inch, path)
 }
