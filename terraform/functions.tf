@@ -50,6 +50,7 @@ locals {
     SWEEP_GRACE             = "1m"
     SWEEP_SAGA_BUDGET       = "2m"
     LOG_LEVEL               = "info"
+    TRACE_EXPORTER          = "gcp"
   }
 }
 

@@ -78,6 +78,10 @@ resource "google_cloud_run_v2_service" "relay" {
         value = "info"
       }
       env {
+        name  = "TRACE_EXPORTER"
+        value = "gcp"
+      }
+      env {
         name  = "RELAY_TARGET_URL"
         value = local.fn_url["HandleTimeout"]
       }

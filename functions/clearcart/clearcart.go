@@ -24,7 +24,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return app.WithLogger(env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal)), nil
+		return app.Serve("ClearCart", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal)), nil
 	}))
 }
 

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
@@ -35,6 +37,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
@@ -54,7 +57,7 @@ func init() {
 			Publisher: env.Publisher,
 			Cfg:       env.Cfg,
 		})
-		return app.WithLogger(env.Log, env.Cfg.Project, h), nil
+		return app.Serve("CreateOrder", env.Log, env.Cfg.Project, h), nil
 	}))
 }
 
@@ -101,7 +104,7 @@ func (h *Handler) extend(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, r, fmt.Errorf("extend %s: %w", o.ID, domain.ErrOrderClosed), logging.KeyOrderID, o.ID)
 		return
 	}
-	if err := h.Publisher.Publish(r.Context(), events.Timeout(o.ID, deadline, h.Now(), r.Header.Get("traceparent"))); err != nil {
+	if err := h.Publisher.Publish(r.Context(), events.Timeout(o.ID, deadline, h.Now(), telemetry.Inject(r.Context()))); err != nil {
 		httpx.Error(w, r, fmt.Errorf("%w: schedule new deadline: %w", domain.ErrUnavailable, err), logging.KeyOrderID, o.ID)
 		return
 	}
@@ -310,7 +313,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	o, err := h.saga(ctx, uid, orderID, wants, payTimeout, r.Header.Get("traceparent"))
+	o, err := h.saga(ctx, uid, orderID, wants, payTimeout, telemetry.Inject(ctx))
 	if key != "" {
 		state := store.LeaseDone
 		if err != nil {
@@ -355,19 +358,20 @@ func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, uid str
 	}
 }
 
-func (h *Handler) saga(ctx context.Context, uid, orderID string, wants []domain.Want, payTimeout time.Duration, trace string) (domain.Order, error) {
+func (h *Handler) saga(ctx context.Context, uid, orderID string, wants []domain.Want, payTimeout time.Duration, traceparent string) (domain.Order, error) {
 	log := logging.From(ctx).With(logging.KeyOrderID, orderID, "user_id", uid)
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String(logging.KeyOrderID, orderID))
 	lines, err := h.Stock.Reserve(ctx, orderID, wants)
 	if err != nil {
 		return domain.Order{}, err
 	}
 	now := h.Now().UTC()
 	o := domain.NewOrder(orderID, uid, lines, now, now.Add(payTimeout), "")
-	if err := h.Publisher.Publish(ctx, events.Timeout(orderID, o.Deadline, now, trace)); err != nil {
+	if err := h.Publisher.Publish(ctx, events.Timeout(orderID, o.Deadline, now, traceparent)); err != nil {
 		return domain.Order{}, h.compensate(ctx, log, orderID, fmt.Errorf("%w: schedule timeout: %w", domain.ErrUnavailable, err))
 	}
 	for _, at := range CheckTimes(now, o.Deadline, h.Cfg.CheckLadder) {
-		if err := h.Publisher.Publish(ctx, events.Check(orderID, o.Deadline, at, now, trace)); err != nil {
+		if err := h.Publisher.Publish(ctx, events.Check(orderID, o.Deadline, at, now, traceparent)); err != nil {
 			log.Warn("early payment check not scheduled; the deadline check still runs", "at", at, "error", err.Error())
 			break
 		}

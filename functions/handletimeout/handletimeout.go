@@ -26,6 +26,8 @@ import (
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/clients"
@@ -34,6 +36,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
@@ -94,10 +97,11 @@ func permanent(format string, args ...any) error {
 // Handle decides one event.
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	log := h.log.With("event_id", e.ID(), "event_type", e.Type())
-	if tp, ok := e.Extensions()["traceparent"].(string); ok {
-		if a := logging.TraceAttr(h.project, tp); a.Key != "" {
-			log = log.With(a)
-		}
+	tp, _ := e.Extensions()["traceparent"].(string)
+	ctx, span := telemetry.Tracer().Start(telemetry.Extract(ctx, tp), "HandleTimeout "+e.Type(), trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	if a := logging.TraceAttr(h.project, telemetry.Inject(ctx)); a.Key != "" {
+		log = log.With(a)
 	}
 	if h.secret != "" {
 		tok, _ := e.Extensions()[TokenExtension].(string)
@@ -137,6 +141,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		return permanent("unknown event type %q", e.Type())
 	}
 	log = log.With(logging.KeyOrderID, orderID)
+	span.SetAttributes(attribute.String(logging.KeyOrderID, orderID), attribute.String("outcome", string(out)))
 	if errors.Is(err, domain.ErrNotFound) && e.Type() != events.TypeTimeoutDue {
 		log.Warn("event for an unknown order", "error", err.Error())
 		return result(http.StatusNotFound, "NOT_FOUND", "unknown order")

@@ -21,6 +21,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
@@ -30,7 +31,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return app.WithLogger(env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Publisher)), nil
+		return app.Serve("Pay", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Publisher)), nil
 	}))
 }
 
@@ -100,7 +101,7 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
 		return
 	}
-	if err := h.announce.Publish(r.Context(), events.Paid(p.BizOrderNo, p.ID, p.PaidAt, r.Header.Get("traceparent"))); err != nil {
+	if err := h.announce.Publish(r.Context(), events.Paid(p.BizOrderNo, p.ID, p.PaidAt, telemetry.Inject(r.Context()))); err != nil {
 		log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
 	}
 	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))

@@ -34,7 +34,7 @@ func init() {
 			SagaBudget: env.Cfg.SweepSagaBudget,
 		}
 		s := &sweeper.Sweeper{Find: env.Store, Decider: d, Grace: env.Cfg.SweepGrace, SagaBudget: env.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
-		return app.WithLogger(env.Log, env.Cfg.Project, New(s, env.Internal)), nil
+		return app.Serve("Sweep", env.Log, env.Cfg.Project, New(s, env.Internal)), nil
 	}))
 }
 

@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/ordertimeout/ordertimeout/functions/createorder"
 	"github.com/ordertimeout/ordertimeout/local/invariant"
 	"github.com/ordertimeout/ordertimeout/local/seed"
@@ -17,7 +21,13 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+// spans records every span of the in-process system (functions and relay).
+var spans = tracetest.NewSpanRecorder()
+
+func TestMain(m *testing.M) {
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	os.Exit(testenv.Main(m))
+}
 
 func seedBasic(t *testing.T, s *stack.Stack) {
 	t.Helper()

@@ -162,15 +162,15 @@ func Start(t testing.TB, opt Options) *Stack {
 	if opt.DropAnnouncements {
 		announce = dropper{}
 	}
-	wrap := func(h http.Handler) http.Handler { return app.WithLogger(log, project, h) }
-	s.servers[DeductStock].handler = wrap(deductstock.New(st, internal))
-	s.servers[ClearCart].handler = wrap(clearcart.New(st, users, internal))
-	s.servers[Pay].handler = wrap(pay.New(st, users, internal, announce))
+	wrap := func(name string, h http.Handler) http.Handler { return app.Serve(name, log, project, h) }
+	s.servers[DeductStock].handler = wrap(DeductStock, deductstock.New(st, internal))
+	s.servers[ClearCart].handler = wrap(ClearCart, clearcart.New(st, users, internal))
+	s.servers[Pay].handler = wrap(Pay, pay.New(st, users, internal, announce))
 	var stock createorder.Stock = clients.Stock{C: client(DeductStock)}
 	if opt.CrashAfterReserve {
 		stock = crashAfterReserve{stock}
 	}
-	s.servers[CreateOrder].handler = wrap(createorder.New(createorder.Deps{
+	s.servers[CreateOrder].handler = wrap(CreateOrder, createorder.New(createorder.Deps{
 		Store: st, Users: users, Internal: internal, Publisher: s.Publisher, Cfg: cfg,
 		Stock: stock, Cart: clients.Cart{C: client(ClearCart)},
 	}))
@@ -180,7 +180,7 @@ func Start(t testing.TB, opt Options) *Stack {
 	}
 	ht := handletimeout.New(decider, cfg, log)
 	s.Sweeper = &sweeper.Sweeper{Find: st, Decider: decider, Grace: cfg.SweepGrace, SagaBudget: cfg.SweepSagaBudget, PageSize: 50, MaxPages: 20}
-	s.servers[Sweep].handler = wrap(sweepfn.New(s.Sweeper, internal))
+	s.servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, internal))
 	ceHandler, err := ht.HTTPHandler()
 	if err != nil {
 		t.Fatal(err)

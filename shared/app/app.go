@@ -13,6 +13,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
@@ -22,6 +23,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // Env is what a function may use; Build fills only what was asked for.
@@ -52,6 +54,10 @@ func NewEnv(ctx context.Context, need ...string) (*Env, error) {
 		return nil, err
 	}
 	e := &Env{Cfg: cfg, Log: logging.ForLevel(cfg.LogLevel)}
+	traceOnce.Do(func() { _, traceErr = telemetry.Setup(cfg.TraceExporter, cfg.Project) })
+	if traceErr != nil {
+		return nil, traceErr
+	}
 	e.Users, e.Internal, e.Signer = auth.FromConfig(cfg)
 	if cfg.Project != "" {
 		if e.Store, err = store.New(ctx, cfg.Project); err != nil {
@@ -89,19 +95,25 @@ func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 	}
 }
 
-// WithLogger puts a request logger (with the trace of the request) into the
-// request's context.
-func WithLogger(log *slog.Logger, project string, next http.Handler) http.Handler {
+// traceOnce installs the process's tracer provider once.
+var (
+	traceOnce sync.Once
+	traceErr  error
+)
+
+// Serve wraps a function's handler: a server span named after the function
+// (continuing the caller's W3C trace), and a request logger carrying the
+// trace in Cloud Logging's key.
+func Serve(name string, log *slog.Logger, project string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"))
+		ctx, span := telemetry.Tracer().Start(ctx, name+" "+r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
 		l := log
-		trace := r.Header.Get("traceparent")
-		if trace == "" {
-			trace = r.Header.Get("X-Cloud-Trace-Context")
-		}
-		if a := logging.TraceAttr(project, trace); a.Key != "" {
+		if a := logging.TraceAttr(project, telemetry.Inject(ctx)); a.Key != "" {
 			l = l.With(a)
 		}
-		next.ServeHTTP(w, r.WithContext(logging.With(r.Context(), l)))
+		next.ServeHTTP(w, r.WithContext(logging.With(ctx, l)))
 	})
 }
 

@@ -15,9 +15,12 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // Client is a JSON client for one function's base URL.
@@ -83,6 +86,11 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	ctx, span := telemetry.Tracer().Start(ctx, "call "+method+" "+c.Base+path, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	if tp := telemetry.Inject(ctx); tp != "" {
+		req.Header.Set("traceparent", tp)
+	}
 	if err := c.Signer.Sign(req); err != nil {
 		return fmt.Errorf("%w: sign %s: %w", domain.ErrUnavailable, c.Base, err)
 	}

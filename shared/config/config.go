@@ -35,6 +35,7 @@ const (
 	EnvSweepGrace         = "SWEEP_GRACE"
 	EnvSweepSagaBudget    = "SWEEP_SAGA_BUDGET"
 	EnvLogLevel           = "LOG_LEVEL"
+	EnvTraceExporter      = "TRACE_EXPORTER"
 	EnvRelayTarget        = "RELAY_TARGET_URL"
 	EnvRelayConcurrency   = "RELAY_CONCURRENCY"
 	EnvRelayPrefetch      = "RELAY_PREFETCH"
@@ -56,8 +57,9 @@ const (
 
 // Config is every setting; each program uses the part it needs.
 type Config struct {
-	Project  string
-	LogLevel string
+	Project       string
+	LogLevel      string
+	TraceExporter string // none, stdout or gcp
 
 	AuthMode       string
 	AuthSecret     string
@@ -94,7 +96,7 @@ var FunctionVars = []string{
 	EnvProject, EnvAuthMode, EnvAuthSecret, EnvAuthProject, EnvInternalMode, EnvInternalSecret, EnvInternalCallers,
 	EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
 	EnvTimeoutDefault, EnvTimeoutMin, EnvTimeoutMax, EnvCallTimeout, EnvCheckLadder, EnvSweepGrace, EnvSweepSagaBudget,
-	EnvLogLevel,
+	EnvLogLevel, EnvTraceExporter,
 }
 
 // Lookup reads one variable; os.LookupEnv in production.
@@ -127,6 +129,7 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	c := Config{
 		Project:         str(EnvProject, ""),
 		LogLevel:        str(EnvLogLevel, "info"),
+		TraceExporter:   str(EnvTraceExporter, "none"),
 		AuthMode:        str(EnvAuthMode, AuthHS256),
 		AuthSecret:      str(EnvAuthSecret, ""),
 		AuthProject:     str(EnvAuthProject, ""),
@@ -182,6 +185,9 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, c.InternalMode, InternalSecret, InternalGoogle))
 	}
+	if !validExporter(c.TraceExporter) {
+		errs = append(errs, fmt.Errorf("%s=%q: want none, stdout or gcp", EnvTraceExporter, c.TraceExporter))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -223,7 +229,7 @@ func contains(list []string, s string) bool {
 
 // RelayVars is every variable the relay reads (Cloud Run sets PORT).
 var RelayVars = []string{
-	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel,
+	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel, EnvTraceExporter,
 	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayBackoffBase,
 	EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
 }
@@ -236,6 +242,7 @@ type Relay struct {
 	InternalMode   string
 	InternalSecret string
 	LogLevel       string
+	TraceExporter  string
 	Target         string
 	Concurrency    int
 	Prefetch       int
@@ -285,6 +292,7 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		InternalMode:   str(EnvInternalMode, InternalSecret),
 		InternalSecret: str(EnvInternalSecret, ""),
 		LogLevel:       str(EnvLogLevel, "info"),
+		TraceExporter:  str(EnvTraceExporter, "none"),
 		Target:         str(EnvRelayTarget, ""),
 		Concurrency:    num(EnvRelayConcurrency, 64),
 		Prefetch:       num(EnvRelayPrefetch, 0),
@@ -294,6 +302,9 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		HTTPTimeout:    dur(EnvRelayHTTPTimeout, 30*time.Second),
 		Drain:          dur(EnvRelayDrainDeadline, 20*time.Second),
 		Port:           str(EnvPort, "8080"),
+	}
+	if !validExporter(r.TraceExporter) {
+		errs = append(errs, fmt.Errorf("%s=%q: want none, stdout or gcp", EnvTraceExporter, r.TraceExporter))
 	}
 	if r.AMQPURL == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvAMQPURL))
@@ -315,3 +326,5 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 	}
 	return r, errors.Join(errs...)
 }
+
+func validExporter(s string) bool { return s == "none" || s == "stdout" || s == "gcp" }

@@ -18,9 +18,11 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // Options configure a relay.
@@ -327,7 +329,12 @@ func (s *session) handle(wc **wconn, d amqp.Delivery) {
 	if m.Attempt == 0 {
 		r.Metrics.ObserveLateness(r.opt.Now().Sub(m.DueAt))
 	}
-	status, detail, err := r.poster.post(s.ctx, wc, m)
+	// The delivery continues the trace the message carries (from the
+	// create), and hands it on in the CloudEvent.
+	ctx, span := telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, trace.WithSpanKind(trace.SpanKindProducer))
+	m.Trace = telemetry.Inject(ctx)
+	status, detail, err := r.poster.post(ctx, wc, m)
+	span.End()
 	if errors.Is(err, errHeader) {
 		s.settle(d, m, "malformed message: "+err.Error(), log)
 		return

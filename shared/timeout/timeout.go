@@ -22,6 +22,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // Orders is what the decider needs of the order store.
@@ -97,7 +98,7 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 	if o.Deadline.After(eventDeadline) || o.Deadline.After(now) {
 		// The deadline moved later, or the event came early: one timer for
 		// the order's real deadline. Its id is stable per deadline.
-		if err := d.Publisher.Publish(ctx, events.Timeout(o.ID, o.Deadline, now, "")); err != nil {
+		if err := d.Publisher.Publish(ctx, events.Timeout(o.ID, o.Deadline, now, telemetry.Inject(ctx))); err != nil {
 			return "", fmt.Errorf("%w: re-schedule: %w", ErrRetryLater, err)
 		}
 		log.Info("timeout re-scheduled", "deadline", o.Deadline, "event_deadline", eventDeadline)

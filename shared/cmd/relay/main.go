@@ -18,6 +18,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 func main() {
@@ -34,6 +35,11 @@ func main() {
 
 func run(cfg config.Relay) error {
 	log := logging.ForLevel(cfg.LogLevel)
+	shutdown, err := telemetry.Setup(cfg.TraceExporter, "")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
 	opt := relay.Options{
 		AMQPURL:     cfg.AMQPURL,
 		Topology:    broker.Topology{Prefix: cfg.BrokerPrefix, Mode: cfg.BrokerMode},
@@ -74,7 +80,7 @@ func run(cfg config.Relay) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	err := r.Run(ctx)
+	err = r.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
