@@ -387,6 +387,7 @@ func (h *Handler) saga(ctx context.Context, uid, orderID string, wants []domain.
 	if err := h.Cart.Clear(ctx, uid, itemIDs); err != nil {
 		log.Error("cart not cleared after order; repair by clearing these items", "cart_clear_failed", true, "item_ids", itemIDs, "error", err.Error())
 	}
+	telemetry.Metrics().OrdersCreated.Add(ctx, 1)
 	log.Info("order created", "deadline", stored.Deadline, "total_cents", stored.TotalCents)
 	return stored, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
@@ -24,8 +25,12 @@ import (
 // spans records every span of the in-process system (functions and relay).
 var spans = tracetest.NewSpanRecorder()
 
+// metrics reads the order metrics the system records.
+var metrics = sdkmetric.NewManualReader()
+
 func TestMain(m *testing.M) {
 	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(metrics)))
 	os.Exit(testenv.Main(m))
 }
 

@@ -1,11 +1,13 @@
 package stack_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
@@ -68,8 +70,32 @@ func TestOneTraceFromCreateToCancel(t *testing.T) {
 	if !decided {
 		t.Errorf("the cancelling HandleTimeout span of %s is not in the caller's trace; spans:\n%s", o.OrderID, joined)
 	}
-	// The relay's counters moved.
+	// The metrics moved.
 	if s.Relay.Metrics.Delivered.Load() == 0 {
 		t.Error("relay_delivered_total did not move")
+	}
+	var rm metricdata.ResourceMetrics
+	if err := metrics.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					seen[m.Name] = seen[m.Name] || p.Value > 0
+				}
+			case metricdata.Histogram[float64]:
+				for _, p := range d.DataPoints {
+					seen[m.Name] = seen[m.Name] || p.Count > 0
+				}
+			}
+		}
+	}
+	for _, name := range []string{"orders.created", "orders.cancelled", "orders.timeout.lateness"} {
+		if !seen[name] {
+			t.Errorf("metric %s did not move (seen %v)", name, seen)
+		}
 	}
 }

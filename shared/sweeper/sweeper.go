@@ -12,9 +12,13 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
@@ -71,6 +75,7 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 		rep.OverdueFound += len(found)
+		telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", "overdue")))
 		progress := false
 		for _, o := range found {
 			log.Warn("sweeper found an overdue order: its timer was lost or late", logging.KeyOrderID, o.OrderID, "deadline", o.Deadline)
@@ -86,6 +91,7 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 		rep.OrphansFound += len(found)
+		telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", "orphan")))
 		progress := false
 		for _, r := range found {
 			log.Warn("sweeper found a reservation without an order", logging.KeyOrderID, r.OrderID, "created_at", r.CreatedAt)

@@ -8,14 +8,18 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	mexporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/metric"
 	texporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/trace"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -24,7 +28,7 @@ import (
 const (
 	ExportNone   = "none"   // spans are created (ids propagate) but not exported
 	ExportStdout = "stdout" // JSON spans on stderr (local debugging)
-	ExportGCP    = "gcp"    // Cloud Trace (production)
+	ExportGCP    = "gcp"    // Cloud Trace and Cloud Monitoring (production)
 )
 
 // Name is the instrumentation scope.
@@ -58,7 +62,16 @@ func Setup(exporter, project string) (func(context.Context) error, error) {
 	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))...)
 	otel.SetTracerProvider(tp)
-	return tp.Shutdown, nil
+	if exporter != ExportGCP {
+		return tp.Shutdown, nil
+	}
+	mexp, err := mexporter.New(mexporter.WithProjectID(project))
+	if err != nil {
+		return nil, fmt.Errorf("Cloud Monitoring exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(time.Minute))))
+	otel.SetMeterProvider(mp)
+	return func(ctx context.Context) error { return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx)) }, nil
 }
 
 // Tracer is the project's tracer (from the global provider).

@@ -130,6 +130,9 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 		log.Error("order was PAID although its pay order is CLOSED")
 		return NothingToDo, nil
 	}
+	if change == domain.Applied {
+		telemetry.Metrics().Cancelled(ctx, o.Deadline, d.now(), domain.CancelPaymentTimeout)
+	}
 	log.Info("order cancelled", "reason", domain.CancelPaymentTimeout, "change", change.String())
 	return Cancelled, nil
 }
@@ -176,6 +179,9 @@ func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string
 	if change == domain.Refused {
 		log.Error("payment SUCCESS on a CANCELLED order")
 		return NothingToDo, nil
+	}
+	if change == domain.Applied {
+		telemetry.Metrics().OrdersPaid.Add(ctx, 1)
 	}
 	log.Info("order paid", "change", change.String())
 	return Paid, nil

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/config"
@@ -58,6 +60,9 @@ func run(cfg config.Relay) error {
 		opt.Token = cfg.InternalSecret
 	}
 	r := relay.New(opt)
+	if err := r.Metrics.RegisterOTel(otel.Meter(telemetry.Name)); err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -1,0 +1,52 @@
+package telemetry
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Instruments are the order metrics. They come from the global meter
+// provider (Cloud Monitoring in production, see Setup); before Setup, and
+// with the none/stdout exporters, they record nowhere.
+type Instruments struct {
+	OrdersCreated   metric.Int64Counter
+	OrdersPaid      metric.Int64Counter
+	OrdersCancelled metric.Int64Counter
+	// TimeoutLateness: seconds from an order's deadline to its cancellation.
+	TimeoutLateness metric.Float64Histogram
+	// SweeperFinds: orders or reservations the sweeper had to decide; any
+	// find means a timer was lost or late (attribute kind: overdue, orphan).
+	SweeperFinds metric.Int64Counter
+}
+
+var (
+	instOnce sync.Once
+	inst     *Instruments
+)
+
+// Metrics returns the process's instruments.
+func Metrics() *Instruments {
+	instOnce.Do(func() {
+		m := otel.Meter(Name)
+		inst = &Instruments{}
+		inst.OrdersCreated, _ = m.Int64Counter("orders.created", metric.WithDescription("Orders created (UNPAID, stock reserved, timer confirmed)."))
+		inst.OrdersPaid, _ = m.Int64Counter("orders.paid", metric.WithDescription("Orders that became PAID."))
+		inst.OrdersCancelled, _ = m.Int64Counter("orders.cancelled", metric.WithDescription("Orders that became CANCELLED."))
+		inst.TimeoutLateness, _ = m.Float64Histogram("orders.timeout.lateness", metric.WithUnit("s"),
+			metric.WithDescription("Seconds from an order's deadline to its cancellation."),
+			metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+		inst.SweeperFinds, _ = m.Int64Counter("sweeper.finds", metric.WithDescription("Orders or reservations the sweeper decided; non-zero means a timer was lost or late."))
+	})
+	return inst
+}
+
+// Cancelled records a cancellation and its lateness.
+func (i *Instruments) Cancelled(ctx context.Context, deadline, at time.Time, reason string) {
+	i.OrdersCancelled.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	i.TimeoutLateness.Record(ctx, at.Sub(deadline).Seconds())
+}
