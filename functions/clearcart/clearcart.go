@@ -68,28 +68,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
-	if err := h.internal.Check(r); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
 	var req clients.ClearRequest
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if err := domain.CheckID("userId", req.UserID); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if len(req.ItemIDs) > domain.MaxLinesPerOrder {
-		httpx.Error(w, r, domain.Invalidf("at most %d itemIds", domain.MaxLinesPerOrder))
-		return
-	}
-	for _, id := range req.ItemIDs {
-		if err := domain.CheckID("itemIds[]", id); err != nil {
-			httpx.Error(w, r, err)
-			return
+	if !httpx.Bind(w, r, h.internal, &req, func() error {
+		if err := domain.CheckID("userId", req.UserID); err != nil {
+			return err
 		}
+		if len(req.ItemIDs) > domain.MaxLinesPerOrder {
+			return domain.Invalidf("at most %d itemIds", domain.MaxLinesPerOrder)
+		}
+		for _, id := range req.ItemIDs {
+			if err := domain.CheckID("itemIds[]", id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}) {
+		return
 	}
 	c, err := h.store.UpdateCart(r.Context(), req.UserID, func(c *domain.Cart) bool { return c.Remove(req.ItemIDs) })
 	if err != nil {

@@ -72,25 +72,21 @@ type ExtendRequest struct {
 // the deadline. The old timer then finds a later deadline and does nothing
 // but re-schedule; if the move fails, the extra timer is a harmless no-op.
 func (h *Handler) extend(w http.ResponseWriter, r *http.Request) {
-	if err := h.Internal.Check(r); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
 	var req ExtendRequest
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
+	var deadline time.Time
+	if !httpx.Bind(w, r, h.Internal, &req, func() error {
+		if err := domain.CheckID("orderId", req.OrderID); err != nil {
+			return err
+		}
+		d, err := time.Parse(time.RFC3339Nano, req.Deadline)
+		if err != nil {
+			return domain.Invalidf("deadline must be an RFC 3339 time")
+		}
+		deadline = d.UTC().Truncate(time.Microsecond)
+		return nil
+	}) {
 		return
 	}
-	if err := domain.CheckID("orderId", req.OrderID); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	deadline, err := time.Parse(time.RFC3339Nano, req.Deadline)
-	if err != nil {
-		httpx.Error(w, r, domain.Invalidf("deadline must be an RFC 3339 time"))
-		return
-	}
-	deadline = deadline.UTC().Truncate(time.Microsecond)
 	o, err := h.Store.Order(r.Context(), req.OrderID)
 	if err != nil {
 		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)

@@ -53,29 +53,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deduct(w http.ResponseWriter, r *http.Request) {
-	if err := h.internal.Check(r); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
 	var req clients.DeductRequest
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if err := domain.CheckID("orderId", req.OrderID); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	wants := make([]domain.Want, len(req.Items))
-	for i, l := range req.Items {
-		if l.PriceCents != 0 {
-			httpx.Error(w, r, domain.Invalidf("items[%d]: priceCents comes from the catalog, not the caller", i))
-			return
+	var wants []domain.Want
+	if !httpx.Bind(w, r, h.internal, &req, func() error {
+		if err := domain.CheckID("orderId", req.OrderID); err != nil {
+			return err
 		}
-		wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
-	}
-	if err := domain.CheckWants(wants); err != nil {
-		httpx.Error(w, r, err)
+		wants = make([]domain.Want, len(req.Items))
+		for i, l := range req.Items {
+			if l.PriceCents != 0 {
+				return domain.Invalidf("items[%d]: priceCents comes from the catalog, not the caller", i)
+			}
+			wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
+		}
+		return domain.CheckWants(wants)
+	}) {
 		return
 	}
 	lines, err := h.store.Reserve(r.Context(), req.OrderID, wants)
@@ -91,17 +83,8 @@ func (h *Handler) deduct(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
-	if err := h.internal.Check(r); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
 	var req clients.RestoreRequest
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if err := domain.CheckID("orderId", req.OrderID); err != nil {
-		httpx.Error(w, r, err)
+	if !httpx.Bind(w, r, h.internal, &req, func() error { return domain.CheckID("orderId", req.OrderID) }) {
 		return
 	}
 	change, err := h.store.Restore(r.Context(), req.OrderID, req.OnlyIfNoOrder)

@@ -76,12 +76,7 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req clients.OrderRef
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if err := domain.CheckID("orderId", req.OrderID); err != nil {
-		httpx.Error(w, r, err)
+	if !httpx.Bind(w, r, nil, &req, func() error { return domain.CheckID("orderId", req.OrderID) }) {
 		return
 	}
 	p, changed, err := h.store.Pay(r.Context(), req.OrderID, uid, newPayOrderID())
@@ -124,17 +119,8 @@ func (h *Handler) dropAnnouncement(r *http.Request) bool {
 }
 
 func (h *Handler) close(w http.ResponseWriter, r *http.Request) {
-	if err := h.internal.Check(r); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
 	var req clients.OrderRef
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	if err := domain.CheckID("orderId", req.OrderID); err != nil {
-		httpx.Error(w, r, err)
+	if !httpx.Bind(w, r, h.internal, &req, func() error { return domain.CheckID("orderId", req.OrderID) }) {
 		return
 	}
 	p, _, err := h.store.ClosePayOrder(r.Context(), req.OrderID, newPayOrderID())

@@ -164,3 +164,32 @@ func PathID(r *http.Request, field string) (string, bool, error) {
 	}
 	return p, true, domain.CheckID(field, p)
 }
+
+// Checker checks who calls (auth.Internal).
+type Checker interface {
+	Check(r *http.Request) error
+}
+
+// Bind is the prologue of a JSON route: check the caller (when check is
+// not nil), decode the body strictly into v, then validate it (when
+// validate is not nil). On any failure it writes the error answer and
+// returns false.
+func Bind(w http.ResponseWriter, r *http.Request, check Checker, v any, validate func() error) bool {
+	if check != nil {
+		if err := check.Check(r); err != nil {
+			Error(w, r, err)
+			return false
+		}
+	}
+	if err := Decode(w, r, v); err != nil {
+		Error(w, r, err)
+		return false
+	}
+	if validate != nil {
+		if err := validate(); err != nil {
+			Error(w, r, err)
+			return false
+		}
+	}
+	return true
+}

@@ -69,37 +69,52 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 		rep.Decided[string(out)]++
 		return true
 	}
-	for range pages {
-		found, err := s.Find.OverdueOrders(ctx, s.now().Add(-s.Grace), page)
-		if err != nil {
-			return rep, err
-		}
-		rep.OverdueFound += len(found)
-		telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", "overdue")))
-		progress := false
-		for _, o := range found {
-			log.Warn("sweeper found an overdue order: its timer was lost or late", logging.KeyOrderID, o.OrderID, "deadline", o.Deadline)
-			progress = decide(o.OrderID, o.Deadline) || progress
-		}
-		if len(found) < page || !progress {
-			break
-		}
+	// sweep pages through one query until a page is short or brings no
+	// progress (everything in it deferred: the next run retries).
+	type find struct {
+		orderID string
+		at      time.Time // the deadline, or when the reservation was made
 	}
-	for range pages {
-		found, err := s.Find.StaleReservations(ctx, s.now().Add(-s.SagaBudget), page)
-		if err != nil {
-			return rep, err
+	sweep := func(kind, msg string, count *int, query func() ([]find, error)) error {
+		for range pages {
+			found, err := query()
+			if err != nil {
+				return err
+			}
+			*count += len(found)
+			telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", kind)))
+			progress := false
+			for _, f := range found {
+				log.Warn(msg, logging.KeyOrderID, f.orderID, "at", f.at)
+				progress = decide(f.orderID, f.at) || progress
+			}
+			if len(found) < page || !progress {
+				return nil
+			}
 		}
-		rep.OrphansFound += len(found)
-		telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", "orphan")))
-		progress := false
-		for _, r := range found {
-			log.Warn("sweeper found a reservation without an order", logging.KeyOrderID, r.OrderID, "created_at", r.CreatedAt)
-			progress = decide(r.OrderID, r.CreatedAt) || progress
+		return nil
+	}
+	err := sweep("overdue", "sweeper found an overdue order: its timer was lost or late", &rep.OverdueFound, func() ([]find, error) {
+		os, err := s.Find.OverdueOrders(ctx, s.now().Add(-s.Grace), page)
+		out := make([]find, len(os))
+		for i, o := range os {
+			out[i] = find{o.OrderID, o.Deadline}
 		}
-		if len(found) < page || !progress {
-			break
+		return out, err
+	})
+	if err != nil {
+		return rep, err
+	}
+	err = sweep("orphan", "sweeper found a reservation without an order", &rep.OrphansFound, func() ([]find, error) {
+		rs, err := s.Find.StaleReservations(ctx, s.now().Add(-s.SagaBudget), page)
+		out := make([]find, len(rs))
+		for i, r := range rs {
+			out[i] = find{r.OrderID, r.CreatedAt}
 		}
+		return out, err
+	})
+	if err != nil {
+		return rep, err
 	}
 	if rep.OverdueFound+rep.OrphansFound > 0 {
 		log.Log(ctx, slog.LevelWarn, "sweep finished", "overdue_found", rep.OverdueFound, "orphans_found", rep.OrphansFound, "deferred", rep.Deferred)
