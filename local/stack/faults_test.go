@@ -311,3 +311,23 @@ func TestExtendDeadline(t *testing.T) {
 		t.Fatalf("cancelled at %v, before the new deadline %v", at, newDeadline)
 	}
 }
+
+// Early checks (CHECK_LADDER) find a payment whose announcement was lost
+// long before the deadline.
+func TestEarlyCheckFindsLostPayment(t *testing.T) {
+	t.Parallel()
+	s := stack.Start(t, stack.Options{DropAnnouncements: true, Configure: func(c *config.Config) {
+		c.CheckLadder = []time.Duration{time.Second, 2 * time.Second}
+	}})
+	seedBasic(t, s)
+	o := create(t, s, "alice", 60, "i1", 1)
+	if r := s.Call(http.MethodPost, s.URL(stack.Pay)+"/", map[string]string{"orderId": o.OrderID}, s.Bearer("alice")...); r.Status != 200 {
+		t.Fatalf("pay: %d %s", r.Status, r.Body)
+	}
+	paid := waitStatus(t, s, "alice", o.OrderID, "PAID", 10*time.Second)
+	deadline, _ := time.Parse(time.RFC3339Nano, paid.Deadline)
+	if at, _ := time.Parse(time.RFC3339Nano, paid.PaidAt); !at.Before(deadline.Add(-50 * time.Second)) {
+		t.Fatalf("paid at %v: not found by an early check (deadline %v)", at, deadline)
+	}
+	checkInvariants(t, s, basicInitial)
+}

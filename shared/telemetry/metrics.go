@@ -2,12 +2,18 @@ package telemetry
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"sync"
 	"time"
 
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // Instruments are the order metrics. They come from the global meter
@@ -49,4 +55,24 @@ func Metrics() *Instruments {
 func (i *Instruments) Cancelled(ctx context.Context, deadline, at time.Time, reason string) {
 	i.OrdersCancelled.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	i.TimeoutLateness.Record(ctx, at.Sub(deadline).Seconds())
+}
+
+// ServePrometheus makes the global meter provider export in Prometheus text
+// on addr (/metrics), for local runs. It returns the server to close.
+func ServePrometheus(addr string) (*http.Server, error) {
+	reg := prom.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	go func() { _ = srv.Serve(l) }()
+	return srv, nil
 }

@@ -113,6 +113,9 @@ func run() error {
 		if err := portFree(f.port); err != nil {
 			return fmt.Errorf("%s: %w", f.name, err)
 		}
+		if err := portFree(f.port + 1000); err != nil {
+			return fmt.Errorf("%s metrics (its port + 1000): %w", f.name, err)
+		}
 	}
 	if err := portFree(relayPort); err != nil {
 		return fmt.Errorf("relay: %w", err)
@@ -176,7 +179,8 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		p, err := group.Start(f.name, out, append(common, "FUNCTION_TARGET="+f.name, fmt.Sprintf("PORT=%d", f.port)), filepath.Join(bin, "function"))
+		p, err := group.Start(f.name, out, append(common, "FUNCTION_TARGET="+f.name, fmt.Sprintf("PORT=%d", f.port),
+			fmt.Sprintf("METRICS_PORT=%d", f.port+1000)), filepath.Join(bin, "function"))
 		if err != nil {
 			return err
 		}
@@ -376,7 +380,7 @@ func printGuide(fns []*fn, relayPort int, logs string) {
 	fmt.Println()
 	fmt.Println("Functions (each its own functions-framework process):")
 	for _, f := range fns {
-		fmt.Printf("  %-14s http://127.0.0.1:%d\n", f.name, f.port)
+		fmt.Printf("  %-14s http://127.0.0.1:%d   metrics http://127.0.0.1:%d/metrics\n", f.name, f.port, f.port+1000)
 	}
 	fmt.Printf("  %-14s http://127.0.0.1:%d/healthz  http://127.0.0.1:%d/metrics\n", "relay", relayPort, relayPort)
 	fmt.Printf("Logs: %s/*.log\n", logs)

@@ -131,6 +131,16 @@ func TestRunWholeSystem(t *testing.T) {
 		}
 	}
 	waitOrder(o["orderId"].(string), "PAID")
+	// Each function serves its metrics in Prometheus text at its port + 1000.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", ports["PORT_CREATEORDER"]+1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "orders_created_total") {
+		t.Fatalf("CreateOrder metrics lack orders_created_total:\n%.2000s", body)
+	}
 	_, tea := call("GET", url("PORT_DEDUCTSTOCK")+"/tea", "")
 	code, o2 := call("POST", url("PORT_CREATEORDER")+"/", `{"items":[{"itemId":"tea","quantity":3}],"paymentTimeoutSeconds":2}`)
 	if code != 201 {
