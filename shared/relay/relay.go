@@ -143,6 +143,7 @@ type session struct {
 	stop  chan struct{}
 	mu    sync.Mutex
 	timer map[*time.Timer]amqp.Delivery
+	done  bool // set by release: no more holds
 	held  sync.WaitGroup
 }
 
@@ -151,10 +152,17 @@ type session struct {
 // tier and short retries wait here instead of taking a trip through the
 // broker; the broker still holds them (unacked), so a crash loses nothing.
 func (s *session) hold(d amqp.Delivery, wait time.Duration) {
-	s.r.Metrics.Held.Add(1)
-	s.held.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.done {
+		// Shutting down (a worker's retry during the drain): back to the
+		// queue now, never onto the closed work queue later.
+		s.ack.requeue(d.DeliveryTag)
+		s.r.Metrics.InFlight.Add(-1)
+		return
+	}
+	s.r.Metrics.Held.Add(1)
+	s.held.Add(1)
 	var t *time.Timer
 	t = time.AfterFunc(wait, func() {
 		s.mu.Lock()
@@ -180,6 +188,7 @@ func (s *session) hold(d amqp.Delivery, wait time.Duration) {
 func (s *session) release() {
 	close(s.stop)
 	s.mu.Lock()
+	s.done = true
 	for t, d := range s.timer {
 		if t.Stop() {
 			delete(s.timer, t)

@@ -1,0 +1,46 @@
+package relay
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// A retry held by a worker while the session is draining goes back to the
+// queue at once; it never lands on the closed work queue later (that was a
+// "send on closed channel" panic).
+func TestHoldAfterReleaseRequeues(t *testing.T) {
+	url := os.Getenv("AMQP_URL")
+	if url == "" {
+		url = "amqp://guest:guest@127.0.0.1:5672/"
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("RabbitMQ at %s: %v (start it with rabbitmq-server -detached)", url, err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{Target: "http://127.0.0.1:9/"})
+	s := &session{r: r, ack: newAcker(ch), jobs: make(chan amqp.Delivery, 1),
+		stop: make(chan struct{}), timer: map[*time.Timer]amqp.Delivery{}}
+	defer s.ack.close()
+	s.release()
+	close(s.jobs)
+	r.Metrics.InFlight.Add(1) // the worker's delivery being retried
+	s.hold(amqp.Delivery{DeliveryTag: 7}, time.Millisecond)
+	s.mu.Lock()
+	armed := len(s.timer)
+	s.mu.Unlock()
+	if armed != 0 {
+		t.Fatalf("a timer was armed after release")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if r.Metrics.InFlight.Load() != 0 || r.Metrics.Held.Load() != 0 {
+		t.Fatalf("in_flight=%d held=%d", r.Metrics.InFlight.Load(), r.Metrics.Held.Load())
+	}
+}
