@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -86,12 +85,21 @@ type server struct {
 	addr    string
 	handler http.Handler
 	srv     *httptest.Server
+	l       net.Listener // held from the start, so no other socket takes the port
 }
 
 func (s *server) start() error {
-	l, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return err
+	l := s.l
+	s.l = nil
+	var err error
+	for i := 0; l == nil; i++ {
+		// A restart: the old port may still be in TIME_WAIT use for a moment.
+		if l, err = net.Listen("tcp", s.addr); err != nil {
+			if i == 50 {
+				return err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	s.srv = httptest.NewUnstartedServer(s.handler)
 	s.srv.Listener.Close()
@@ -149,13 +157,13 @@ func Start(t testing.TB, opt Options) *Stack {
 	internal := auth.SharedSecret{Secret: cfg.InternalSecret}
 	signer := auth.SecretSigner{Secret: cfg.InternalSecret}
 
-	// Reserve addresses first: the functions call each other by URL.
+	// Listen first: the functions call each other by URL.
 	for _, name := range []string{CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout, Sweep} {
-		port, err := testenv.FreePort()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.servers[name] = &server{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		s.servers[name] = &server{addr: l.Addr().String(), l: l}
 	}
 	client := func(name string) *clients.Client { return clients.New(s.URL(name), signer, cfg.CallTimeout) }
 	var announce timeout.Publisher = s.Publisher

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -221,6 +222,29 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StablePort returns a free port below Linux's ephemeral range (20000 to
+// 30999), for a server another process will bind later: a port from
+// FreePort could be taken meanwhile by some outgoing connection. The port
+// + 1000 is free too (the local run puts metrics there).
+func StablePort() (int, error) {
+	for range 200 {
+		p := 20000 + mrand.IntN(11000)
+		ok := true
+		for _, q := range []int{p, p + 1000} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port pair found in 20000-31999")
 }
 
 // UniqueName returns prefix plus a random suffix, for queue and exchange names.

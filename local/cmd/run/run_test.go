@@ -47,7 +47,7 @@ func TestRunWholeSystem(t *testing.T) {
 		}
 	})
 	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY", "PORT_SWEEP"} {
-		p, err := testenv.FreePort()
+		p, err := testenv.StablePort()
 		if err != nil {
 			t.Fatal(err)
 		}
