@@ -234,14 +234,8 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 // Parse validates a create request and returns the wants and the payment
 // timeout. Every failure is a *domain.InvalidError.
 func (h *Handler) Parse(req Request) ([]domain.Want, time.Duration, error) {
-	wants := make([]domain.Want, len(req.Items))
-	for i, l := range req.Items {
-		if l.PriceCents != 0 {
-			return nil, 0, domain.Invalidf("items[%d]: priceCents comes from the catalog, not the client", i)
-		}
-		wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
-	}
-	if err := domain.CheckWants(wants); err != nil {
+	wants, err := clients.Wants(req.Items)
+	if err != nil {
 		return nil, 0, err
 	}
 	d := h.Cfg.TimeoutDefault

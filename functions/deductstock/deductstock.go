@@ -59,14 +59,9 @@ func (h *Handler) deduct(w http.ResponseWriter, r *http.Request) {
 		if err := domain.CheckID("orderId", req.OrderID); err != nil {
 			return err
 		}
-		wants = make([]domain.Want, len(req.Items))
-		for i, l := range req.Items {
-			if l.PriceCents != 0 {
-				return domain.Invalidf("items[%d]: priceCents comes from the catalog, not the caller", i)
-			}
-			wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
-		}
-		return domain.CheckWants(wants)
+		var err error
+		wants, err = clients.Wants(req.Items)
+		return err
 	}) {
 		return
 	}

@@ -18,6 +18,24 @@ type LineJSON struct {
 	PriceCents int64  `json:"priceCents,omitempty"`
 }
 
+// Wants turns requested lines into validated wants: a line may not carry a
+// price (prices come from the catalog), and domain.CheckWants holds. Both
+// CreateOrder's body and DeductStock's use it. Failures are
+// *domain.InvalidError.
+func Wants(lines []LineJSON) ([]domain.Want, error) {
+	wants := make([]domain.Want, len(lines))
+	for i, l := range lines {
+		if l.PriceCents != 0 {
+			return nil, domain.Invalidf("items[%d]: priceCents comes from the catalog, not the caller", i)
+		}
+		wants[i] = domain.Want{ItemID: l.ItemID, Quantity: l.Quantity}
+	}
+	if err := domain.CheckWants(wants); err != nil {
+		return nil, err
+	}
+	return wants, nil
+}
+
 // DeductRequest is DeductStock's POST / body.
 type DeductRequest struct {
 	OrderID string     `json:"orderId"`
