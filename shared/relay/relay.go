@@ -139,25 +139,34 @@ type session struct {
 	ctx   context.Context
 	pub   *amqp.Channel
 	ack   *acker
-	jobs  chan amqp.Delivery
+	jobs  chan job
 	stop  chan struct{}
 	mu    sync.Mutex
-	timer map[*time.Timer]amqp.Delivery
+	timer map[*time.Timer]job
 	done  bool // set by release: no more holds
 	held  sync.WaitGroup
 }
 
-// hold keeps d unacked in memory for wait, then hands it to the workers;
+// job is a delivery with its message, read once when it arrives. A retry
+// held in memory carries its attempt count here; the broker's copy keeps
+// the older count, which a crash would redeliver.
+type job struct {
+	d   amqp.Delivery
+	m   broker.Message
+	err error // the message could not be read
+}
+
+// hold keeps j unacked in memory for wait, then hands it to the workers;
 // on shutdown it goes back to the queue. Messages due within the shortest
 // tier and short retries wait here instead of taking a trip through the
 // broker; the broker still holds them (unacked), so a crash loses nothing.
-func (s *session) hold(d amqp.Delivery, wait time.Duration) {
+func (s *session) hold(j job, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
 		// Shutting down (a worker's retry during the drain): back to the
 		// queue now, never onto the closed work queue later.
-		s.ack.requeue(d.DeliveryTag)
+		s.ack.requeue(j.d.DeliveryTag)
 		s.r.Metrics.InFlight.Add(-1)
 		return
 	}
@@ -175,13 +184,13 @@ func (s *session) hold(d amqp.Delivery, wait time.Duration) {
 			return
 		}
 		select {
-		case s.jobs <- d:
+		case s.jobs <- j:
 		case <-s.stop:
-			s.ack.requeue(d.DeliveryTag)
+			s.ack.requeue(j.d.DeliveryTag)
 			s.r.Metrics.InFlight.Add(-1)
 		}
 	})
-	s.timer[t] = d
+	s.timer[t] = j
 }
 
 // release returns every waiting message to the queue.
@@ -189,10 +198,10 @@ func (s *session) release() {
 	close(s.stop)
 	s.mu.Lock()
 	s.done = true
-	for t, d := range s.timer {
+	for t, j := range s.timer {
 		if t.Stop() {
 			delete(s.timer, t)
-			s.ack.requeue(d.DeliveryTag)
+			s.ack.requeue(j.d.DeliveryTag)
 			s.r.Metrics.InFlight.Add(-1)
 			s.r.Metrics.Held.Add(-1)
 			s.held.Done()
@@ -208,15 +217,15 @@ func (s *session) dispatch(d amqp.Delivery) {
 	if d.Redelivered {
 		s.r.Metrics.Redelivered.Add(1)
 	}
-	wait := time.Duration(0)
-	if m, err := broker.FromDelivery(d); err == nil {
-		wait = m.DueAt.Sub(s.r.opt.Now())
+	j := job{d: d}
+	j.m, j.err = broker.FromDelivery(d)
+	if j.err == nil {
+		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < broker.TierBase {
+			s.hold(j, wait)
+			return
+		}
 	}
-	if wait > 0 && wait < broker.TierBase {
-		s.hold(d, wait)
-		return
-	}
-	s.jobs <- d
+	s.jobs <- j
 }
 
 func (r *Relay) session(ctx context.Context) error {
@@ -257,8 +266,8 @@ func (r *Relay) session(ctx context.Context) error {
 	r.Metrics.Connected.Store(true)
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
-	s := &session{r: r, ctx: ctx, pub: pub, ack: newAcker(cons), jobs: make(chan amqp.Delivery, r.opt.Prefetch),
-		stop: make(chan struct{}), timer: map[*time.Timer]amqp.Delivery{}}
+	s := &session{r: r, ctx: ctx, pub: pub, ack: newAcker(cons), jobs: make(chan job, r.opt.Prefetch),
+		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)
@@ -266,8 +275,8 @@ func (r *Relay) session(ctx context.Context) error {
 			defer workers.Done()
 			var wc *wconn
 			defer func() { wc.close() }()
-			for d := range s.jobs {
-				s.handle(&wc, d)
+			for j := range s.jobs {
+				s.handle(&wc, j)
 			}
 		}()
 	}
@@ -312,10 +321,10 @@ loop:
 
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
 // It acks only after the message's fate is settled.
-func (s *session) handle(wc **wconn, d amqp.Delivery) {
+func (s *session) handle(wc **wconn, j job) {
 	r := s.r
 	defer r.Metrics.InFlight.Add(-1)
-	m, err := broker.FromDelivery(d)
+	d, m, err := j.d, j.m, j.err
 	// The logger is built only on the paths that log: slog's With costs
 	// more than the rest of a delivery.
 	log := func() *slog.Logger {
@@ -341,8 +350,9 @@ func (s *session) handle(wc **wconn, d amqp.Delivery) {
 	// The delivery continues the trace the message carries (from the
 	// create), and hands it on in the CloudEvent.
 	ctx, span := telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, trace.WithSpanKind(trace.SpanKindProducer))
-	m.Trace = telemetry.Inject(ctx)
-	status, detail, err := r.poster.post(ctx, wc, m)
+	out := m // the event carries the delivery span; the message keeps the create's trace for its retries
+	out.Trace = telemetry.Inject(ctx)
+	status, detail, err := r.poster.post(ctx, wc, out)
 	span.End()
 	if errors.Is(err, errHeader) {
 		s.settle(d, m, "malformed message: "+err.Error(), log)
@@ -372,25 +382,14 @@ func (s *session) handle(wc **wconn, d amqp.Delivery) {
 	}
 	if wait <= r.opt.HoldRetry && r.Metrics.Held.Load() < int64(r.opt.Prefetch/2) {
 		// A short wait: keep it unacked in memory and try again, sparing
-		// the broker a round trip. The attempt count travels in memory; a
-		// crash redelivers the broker's copy with the older count.
-		d.Headers = cloneTable(d.Headers)
-		d.Headers[broker.HeaderAttempt] = int32(m.Attempt)
+		// the broker a round trip.
 		r.Metrics.Retried.Add(1)
 		r.Metrics.InFlight.Add(1) // handed over to hold
-		s.hold(d, wait)
+		s.hold(job{d: d, m: m}, wait)
 		return
 	}
 	m.DueAt = r.opt.Now().Add(wait)
 	s.republish(d, m, &r.Metrics.Retried, log)
-}
-
-func cloneTable(t amqp.Table) amqp.Table {
-	c := make(amqp.Table, len(t)+1)
-	for k, v := range t {
-		c[k] = v
-	}
-	return c
 }
 
 // republish puts m back on the ladder and acks d once the broker confirmed

@@ -26,13 +26,13 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
-	s := &session{r: r, ack: newAcker(ch), jobs: make(chan amqp.Delivery, 1),
-		stop: make(chan struct{}), timer: map[*time.Timer]amqp.Delivery{}}
+	s := &session{r: r, ack: newAcker(ch), jobs: make(chan job, 1),
+		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
 	defer s.ack.close()
 	s.release()
 	close(s.jobs)
 	r.Metrics.InFlight.Add(1) // the worker's delivery being retried
-	s.hold(amqp.Delivery{DeliveryTag: 7}, time.Millisecond)
+	s.hold(job{d: amqp.Delivery{DeliveryTag: 7}}, time.Millisecond)
 	s.mu.Lock()
 	armed := len(s.timer)
 	s.mu.Unlock()
