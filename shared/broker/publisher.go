@@ -118,17 +118,28 @@ func PublishAsync(ctx context.Context, ch *amqp.Channel, t Topology, m Message, 
 	if ex == t.PluginExchange() {
 		p.Headers["x-delay"] = int64(min(m.DueAt.Sub(now), MaxPluginDelay) / time.Millisecond)
 	}
+	return publishAsync(ctx, ch, ex, key, m.ID, p)
+}
+
+// PublishRetryAsync publishes m on ch (in confirm mode) to the retry queue,
+// whose consumer holds it until m.DueAt, and returns a function that waits
+// for the broker's confirm.
+func PublishRetryAsync(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
+	return publishAsync(ctx, ch, "", t.RetryQueue(), m.ID, m.Publishing(now))
+}
+
+func publishAsync(ctx context.Context, ch *amqp.Channel, ex, key, id string, p amqp.Publishing) (func(context.Context) error, error) {
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, ex, key, true, false, p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: publish %s: %w", ErrNotConfirmed, m.ID, err)
+		return nil, fmt.Errorf("%w: publish %s: %w", ErrNotConfirmed, id, err)
 	}
 	return func(ctx context.Context) error {
 		ok, err := dc.WaitContext(ctx)
 		if err != nil {
-			return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, m.ID, err)
+			return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, id, err)
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, m.ID)
+			return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, id)
 		}
 		return nil
 	}, nil

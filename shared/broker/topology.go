@@ -72,6 +72,12 @@ func (t Topology) HopExchange() string { return t.Prefix + ".hop" }
 // DueQueue is what the relay consumes.
 func (t Topology) DueQueue() string { return t.Prefix + ".due" }
 
+// RetryQueue holds messages whose delivery failed and will be tried again
+// within a short wait. The relay consumes it on a channel of its own and
+// waits out each message's backoff in memory, so a failing message never
+// holds up the acknowledgements of the messages around it in DueQueue.
+func (t Topology) RetryQueue() string { return t.Prefix + ".retry" }
+
 // DeadQueue keeps messages the receiver refused or that ran out of attempts.
 func (t Topology) DeadQueue() string { return t.Prefix + ".dead" }
 
@@ -99,7 +105,7 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(t.HopExchange(), amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", t.HopExchange(), err)
 	}
-	for _, q := range []string{t.DueQueue(), t.DeadQueue()} {
+	for _, q := range []string{t.DueQueue(), t.RetryQueue(), t.DeadQueue()} {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
 			return fmt.Errorf("declare queue %s: %w", q, err)
 		}
@@ -165,7 +171,7 @@ const MaxPluginDelay = time.Duration(1<<32-1) * time.Millisecond
 // Delete removes every queue and exchange of the topology (tests, teardown).
 func (t Topology) Delete(ch *amqp.Channel) error {
 	var errs []error
-	queues := []string{t.DueQueue(), t.DeadQueue()}
+	queues := []string{t.DueQueue(), t.RetryQueue(), t.DeadQueue()}
 	exchanges := []string{t.HopExchange(), t.PluginExchange()}
 	if t.Mode != ModePlugin {
 		exchanges[1] = t.DelayExchange()

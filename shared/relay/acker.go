@@ -28,7 +28,7 @@ type acker struct {
 }
 
 func newAcker(ch *amqp.Channel) *acker {
-	a := &acker{ch: ch, maxWait: 20 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
+	a := &acker{ch: ch, maxWait: 100 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.loop()
 	return a

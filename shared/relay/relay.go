@@ -37,8 +37,9 @@ type Options struct {
 	BackoffMax  time.Duration
 	HTTPTimeout time.Duration
 	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
-	// HoldRetry: retries due within this wait in memory (unacked) instead
-	// of a trip through the broker (default 2 s).
+	// HoldRetry: a retry due within this wait goes to the retry queue,
+	// where the relay waits it out in memory; a longer one rides the
+	// ladder (default 2 s).
 	HoldRetry time.Duration
 	Signer    auth.Signer
 	// Token, when set, is sent as the CloudEvent extension internaltoken
@@ -133,13 +134,16 @@ func errString(err error) string {
 }
 
 // session is one connection's life: a confirm-mode channel to re-publish,
-// a consumer channel, the workers, and the messages waiting in memory.
+// a consumer channel per queue (due, retry), the workers, and the messages
+// waiting in memory.
 type session struct {
 	r     *Relay
 	ctx   context.Context
 	pub   *amqp.Channel
-	ack   *acker
-	jobs  chan job
+	due   *consumer
+	retry *consumer
+	jobs  chan job // deliveries in arrival order
+	ready chan job // held messages whose wait is over: they go first
 	stop  chan struct{}
 	mu    sync.Mutex
 	timer map[*time.Timer]job
@@ -147,26 +151,47 @@ type session struct {
 	held  sync.WaitGroup
 }
 
-// job is a delivery with its message, read once when it arrives. A retry
-// held in memory carries its attempt count here; the broker's copy keeps
-// the older count, which a crash would redeliver.
+// consumer is one consuming channel: its queue, its acks, and how long a
+// message that is not yet due may wait in memory. Delivery tags, and so
+// batched acks, are per channel: retries wait out their backoff on their
+// own channel, where they never block the acks of the due queue's
+// deliveries.
+type consumer struct {
+	queue string
+	tag   string
+	ch    *amqp.Channel
+	ack   *acker
+	hold  time.Duration
+
+	deliveries <-chan amqp.Delivery
+}
+
+// inlineRetry bounds how long a delivery may stay unacked in memory across
+// its retries before they move to a copy in the retry queue: below the
+// acker's wait, so a retry rarely breaks a run of batched acks.
+const inlineRetry = 50 * time.Millisecond
+
+// job is a delivery with its message, read once when it arrives, and the
+// consumer it came from.
 type job struct {
-	d   amqp.Delivery
-	m   broker.Message
-	err error // the message could not be read
+	d     amqp.Delivery
+	m     broker.Message
+	err   error // the message could not be read
+	c     *consumer
+	since time.Time // when a worker first took it
 }
 
 // hold keeps j unacked in memory for wait, then hands it to the workers;
-// on shutdown it goes back to the queue. Messages due within the shortest
-// tier and short retries wait here instead of taking a trip through the
+// on shutdown it goes back to its queue. Messages due within the shortest
+// tier and retries wait here instead of taking another trip through the
 // broker; the broker still holds them (unacked), so a crash loses nothing.
 func (s *session) hold(j job, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		// Shutting down (a worker's retry during the drain): back to the
-		// queue now, never onto the closed work queue later.
-		s.ack.requeue(j.d.DeliveryTag)
+		// Shutting down: back to the queue now, never onto the closed
+		// work queue later.
+		j.c.ack.requeue(j.d.DeliveryTag)
 		s.r.Metrics.InFlight.Add(-1)
 		return
 	}
@@ -184,13 +209,39 @@ func (s *session) hold(j job, wait time.Duration) {
 			return
 		}
 		select {
-		case s.jobs <- j:
+		case s.ready <- j:
 		case <-s.stop:
-			s.ack.requeue(j.d.DeliveryTag)
+			j.c.ack.requeue(j.d.DeliveryTag)
 			s.r.Metrics.InFlight.Add(-1)
 		}
 	})
 	s.timer[t] = j
+}
+
+// next returns the next job for a worker: a held message whose wait is
+// over before any new delivery, since its tag holds back the batched acks
+// of the deliveries after it. It reports false once jobs is closed and
+// drained (release has run by then: nothing is added to ready any more).
+func (s *session) next() (job, bool) {
+	select {
+	case j := <-s.ready:
+		return j, true
+	default:
+	}
+	select {
+	case j := <-s.ready:
+		return j, true
+	case j, ok := <-s.jobs:
+		if ok {
+			return j, true
+		}
+	}
+	select {
+	case j := <-s.ready:
+		return j, true
+	default:
+		return job{}, false
+	}
 }
 
 // release returns every waiting message to the queue.
@@ -201,7 +252,7 @@ func (s *session) release() {
 	for t, j := range s.timer {
 		if t.Stop() {
 			delete(s.timer, t)
-			s.ack.requeue(j.d.DeliveryTag)
+			j.c.ack.requeue(j.d.DeliveryTag)
 			s.r.Metrics.InFlight.Add(-1)
 			s.r.Metrics.Held.Add(-1)
 			s.held.Done()
@@ -211,16 +262,16 @@ func (s *session) release() {
 	s.held.Wait()
 }
 
-// dispatch takes a delivery from the broker.
-func (s *session) dispatch(d amqp.Delivery) {
+// dispatch takes a delivery from c.
+func (s *session) dispatch(c *consumer, d amqp.Delivery) {
 	s.r.Metrics.InFlight.Add(1)
 	if d.Redelivered {
 		s.r.Metrics.Redelivered.Add(1)
 	}
-	j := job{d: d}
+	j := job{d: d, c: c}
 	j.m, j.err = broker.FromDelivery(d)
 	if j.err == nil {
-		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < broker.TierBase {
+		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < c.hold {
 			s.hold(j, wait)
 			return
 		}
@@ -250,24 +301,23 @@ func (r *Relay) session(ctx context.Context) error {
 			r.opt.Log.Error("message returned unroutable", "message_id", ret.MessageId, "exchange", ret.Exchange, "key", ret.RoutingKey)
 		}
 	}()
-	cons, err := conn.Channel()
+	// Early due messages wait in memory until due (< TierBase); retries
+	// until their backoff ends (<= HoldRetry, plus slack for the trip).
+	due, err := r.consume(conn, r.opt.Topology.DueQueue(), "relay", broker.TierBase)
 	if err != nil {
-		return fmt.Errorf("consume channel: %w", err)
+		return err
 	}
-	if err := cons.Qos(r.opt.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("qos: %w", err)
-	}
-	const tag = "relay"
-	deliveries, err := cons.Consume(r.opt.Topology.DueQueue(), tag, false, false, false, false, nil)
+	retry, err := r.consume(conn, r.opt.Topology.RetryQueue(), "relay-retry", r.opt.HoldRetry+broker.TierBase)
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", r.opt.Topology.DueQueue(), err)
+		return err
 	}
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	r.Metrics.Connected.Store(true)
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
-	s := &session{r: r, ctx: ctx, pub: pub, ack: newAcker(cons), jobs: make(chan job, r.opt.Prefetch),
-		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
+	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, jobs: make(chan job, r.opt.Prefetch),
+		ready: make(chan job, 2*r.opt.Prefetch), stop: make(chan struct{}), timer: map[*time.Timer]job{}}
+	due.ack, retry.ack = newAcker(due.ch), newAcker(retry.ch)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)
@@ -275,7 +325,11 @@ func (r *Relay) session(ctx context.Context) error {
 			defer workers.Done()
 			var wc *wconn
 			defer func() { wc.close() }()
-			for j := range s.jobs {
+			for {
+				j, ok := s.next()
+				if !ok {
+					return
+				}
 				s.handle(&wc, j)
 			}
 		}()
@@ -294,18 +348,25 @@ loop:
 				sessErr = errors.New("connection closed")
 			}
 			break loop
-		case d, ok := <-deliveries:
+		case d, ok := <-due.deliveries:
 			if !ok {
-				sessErr = errors.New("consumer cancelled by the broker")
+				sessErr = fmt.Errorf("consumer of %s cancelled by the broker", due.queue)
 				break loop
 			}
-			s.dispatch(d)
+			s.dispatch(due, d)
+		case d, ok := <-retry.deliveries:
+			if !ok {
+				sessErr = fmt.Errorf("consumer of %s cancelled by the broker", retry.queue)
+				break loop
+			}
+			s.dispatch(retry, d)
 		}
 	}
 
 	// Stop taking new messages; return waiting ones to the queue; let the
 	// workers finish what they have within the drain deadline.
-	_ = cons.Cancel(tag, false)
+	_ = due.ch.Cancel(due.tag, false)
+	_ = retry.ch.Cancel(retry.tag, false)
 	s.release()
 	close(s.jobs)
 	done := make(chan struct{})
@@ -315,8 +376,26 @@ loop:
 	case <-time.After(r.opt.Drain):
 		r.opt.Log.Error("drain deadline passed; unacked messages return to the queue", "in_flight", r.Metrics.InFlight.Load())
 	}
-	s.ack.close()
+	due.ack.close()
+	retry.ack.close()
 	return sessErr
+}
+
+// consume opens a channel consuming queue with manual acks and the
+// relay's prefetch.
+func (r *Relay) consume(conn *amqp.Connection, queue, tag string, hold time.Duration) (*consumer, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("consume channel for %s: %w", queue, err)
+	}
+	if err := ch.Qos(r.opt.Prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("qos: %w", err)
+	}
+	deliveries, err := ch.Consume(queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("consume %s: %w", queue, err)
+	}
+	return &consumer{queue: queue, tag: tag, ch: ch, hold: hold, deliveries: deliveries}, nil
 }
 
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
@@ -324,19 +403,22 @@ loop:
 func (s *session) handle(wc **wconn, j job) {
 	r := s.r
 	defer r.Metrics.InFlight.Add(-1)
-	d, m, err := j.d, j.m, j.err
+	if j.since.IsZero() {
+		j.since = time.Now()
+	}
+	d, m, err, ack := j.d, j.m, j.err, j.c.ack
 	// The logger is built only on the paths that log: slog's With costs
 	// more than the rest of a delivery.
 	log := func() *slog.Logger {
 		return r.opt.Log.With("message_id", d.MessageId, "order_id", m.Subject, "type", m.Type)
 	}
 	if err != nil {
-		s.settle(d, m, "malformed message: "+err.Error(), log)
+		s.settle(j, m, "malformed message: "+err.Error(), log)
 		return
 	}
 	remaining := m.DueAt.Sub(r.opt.Now())
 	if remaining >= broker.TierBase {
-		s.republish(d, m, &r.Metrics.Hops, log)
+		s.republish(j, m, false, &r.Metrics.Hops, log)
 		return
 	}
 	if remaining > 0 {
@@ -355,16 +437,16 @@ func (s *session) handle(wc **wconn, j job) {
 	status, detail, err := r.poster.post(ctx, wc, out)
 	span.End()
 	if errors.Is(err, errHeader) {
-		s.settle(d, m, "malformed message: "+err.Error(), log)
+		s.settle(j, m, "malformed message: "+err.Error(), log)
 		return
 	}
 	switch {
 	case err == nil && status/100 == 2:
 		r.Metrics.Delivered.Add(1)
-		s.ack.ack(d.DeliveryTag)
+		ack.ack(d.DeliveryTag)
 		return
 	case err == nil && status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-		s.settle(d, m, fmt.Sprintf("target answered %d: %s", status, detail), log)
+		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail), log)
 		return
 	}
 	reason := fmt.Sprintf("target answered %d: %s", status, detail)
@@ -373,36 +455,46 @@ func (s *session) handle(wc **wconn, j job) {
 	}
 	m.Attempt++
 	if m.Attempt >= r.opt.MaxAttempts {
-		s.settle(d, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason), log)
+		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason), log)
 		return
 	}
 	wait := r.backoff(m.Attempt)
 	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
 		log().Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
-	if wait <= r.opt.HoldRetry && r.Metrics.Held.Load() < int64(r.opt.Prefetch/2) {
-		// A short wait: keep it unacked in memory and try again, sparing
-		// the broker a round trip.
+	m.DueAt = r.opt.Now().Add(wait)
+	if time.Since(j.since)+wait <= inlineRetry {
+		// Held unacked only briefly in all: try again from memory. Its
+		// tag stays open meanwhile, which holds back the batched acks of
+		// the deliveries after it, so this is only for short waits.
 		r.Metrics.Retried.Add(1)
 		r.Metrics.InFlight.Add(1) // handed over to hold
-		s.hold(job{d: d, m: m}, wait)
+		j.m = m
+		s.hold(j, wait)
 		return
 	}
-	m.DueAt = r.opt.Now().Add(wait)
-	s.republish(d, m, &r.Metrics.Retried, log)
+	// A longer wait: a copy carrying the attempt count goes to the retry
+	// queue, whose consumer waits it out in memory, or, beyond HoldRetry,
+	// rides the ladder; this delivery is acked once the copy is confirmed.
+	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried, log)
 }
 
-// republish puts m back on the ladder and acks d once the broker confirmed
-// the copy (or requeues d if it did not). The worker does not wait for the
-// confirm: it goes on to the next message while a goroutine does.
-func (s *session) republish(d amqp.Delivery, m broker.Message, counter *atomic.Int64, log func() *slog.Logger) {
+// republish puts m back on the ladder, or on the retry queue, and acks j
+// once the broker confirmed the copy (or requeues j if it did not). The
+// worker does not wait for the confirm: it goes on to the next message
+// while a goroutine does.
+func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic.Int64, log func() *slog.Logger) {
 	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
-	wait, err := broker.PublishAsync(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
+	publish := broker.PublishAsync
+	if retry {
+		publish = broker.PublishRetryAsync
+	}
+	wait, err := publish(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	if err != nil {
 		cancel()
 		log().Warn("re-publish failed; message stays in the queue", "error", err.Error())
-		s.ack.requeue(d.DeliveryTag)
+		j.c.ack.requeue(j.d.DeliveryTag)
 		return
 	}
 	r.Metrics.InFlight.Add(1)
@@ -411,17 +503,17 @@ func (s *session) republish(d amqp.Delivery, m broker.Message, counter *atomic.I
 		defer r.Metrics.InFlight.Add(-1)
 		if err := wait(ctx); err != nil {
 			log().Warn("re-publish not confirmed; message stays in the queue", "error", err.Error())
-			s.ack.requeue(d.DeliveryTag)
+			j.c.ack.requeue(j.d.DeliveryTag)
 			return
 		}
 		counter.Add(1)
-		s.ack.ack(d.DeliveryTag)
+		j.c.ack.ack(j.d.DeliveryTag)
 	}()
 }
 
 // settle dead-letters a message with a reason, then acks it.
-func (s *session) settle(d amqp.Delivery, m broker.Message, reason string, log func() *slog.Logger) {
-	r := s.r
+func (s *session) settle(j job, m broker.Message, reason string, log func() *slog.Logger) {
+	r, d := s.r, j.d
 	if m.ID == "" {
 		m.ID = d.MessageId
 	}
@@ -432,12 +524,12 @@ func (s *session) settle(d amqp.Delivery, m broker.Message, reason string, log f
 	defer cancel()
 	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
 		log().Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
-		s.ack.requeue(d.DeliveryTag)
+		j.c.ack.requeue(d.DeliveryTag)
 		return
 	}
 	r.Metrics.DeadLettered.Add(1)
 	log().Error("message dead-lettered", "reason", reason)
-	s.ack.ack(d.DeliveryTag)
+	j.c.ack.ack(d.DeliveryTag)
 }
 
 // backoff is exponential with jitter: a uniform pick in [d/2, d] where d

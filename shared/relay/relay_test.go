@@ -209,6 +209,44 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 }
 
+// A retry waiting out its backoff sits in the retry queue, acked from the
+// due queue only once its copy was confirmed; a relay that stops returns it
+// there, and the next relay delivers it.
+func TestRetryWaitsInRetryQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	s.answer.Store(func(string) int { return 503 })
+	e.publish(20, time.Now(), "m")
+	r, stop := e.run(relay.Options{Concurrency: 4, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}, s.srv.URL)
+	sent := time.Now()
+	waitFor(t, 10*time.Second, "20 retries", func() bool { return r.Metrics.Retried.Load() == 20 })
+	stop()
+	if due, retry := e.queueLen(e.topo.DueQueue()), e.queueLen(e.topo.RetryQueue()); due != 0 || retry != 20 {
+		t.Fatalf("after stopping: %d in the due queue, %d in the retry queue; want 0 and 20", due, retry)
+	}
+	c, err := amqp.Dial(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, _ := c.Channel()
+	d, ok, err := ch.Get(e.topo.RetryQueue(), false)
+	if err != nil || !ok {
+		t.Fatalf("get from the retry queue: %v", err)
+	}
+	m, err := broker.FromDelivery(d)
+	if err != nil || m.Attempt != 1 || m.DueAt.Before(sent.Add(time.Second)) {
+		t.Fatalf("retry copy: attempt %d, due %v after the first try (%v); want attempt 1, due 1–2 s after", m.Attempt, m.DueAt.Sub(sent), err)
+	}
+	_ = d.Nack(false, true)
+	_ = ch.Close()
+
+	s.answer.Store(func(string) int { return 200 })
+	e.run(relay.Options{Concurrency: 4}, s.srv.URL)
+	waitFor(t, 15*time.Second, "all 20 delivered", func() bool { return s.distinct() == 20 })
+}
+
 // A 1-hour timer published before a 2-second one does not hold it back.
 func TestNoHeadOfLineBlocking(t *testing.T) {
 	t.Parallel()

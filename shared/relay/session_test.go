@@ -8,9 +8,9 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// A retry held by a worker while the session is draining goes back to the
-// queue at once; it never lands on the closed work queue later (that was a
-// "send on closed channel" panic).
+// A message held while the session is draining goes back to the queue at
+// once; it never lands on the closed work queue later (that was a "send on
+// closed channel" panic).
 func TestHoldAfterReleaseRequeues(t *testing.T) {
 	url := os.Getenv("AMQP_URL")
 	if url == "" {
@@ -26,13 +26,14 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
-	s := &session{r: r, ack: newAcker(ch), jobs: make(chan job, 1),
+	c := &consumer{ch: ch, ack: newAcker(ch), hold: time.Second}
+	s := &session{r: r, due: c, retry: c, jobs: make(chan job, 1),
 		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
-	defer s.ack.close()
+	defer c.ack.close()
 	s.release()
 	close(s.jobs)
-	r.Metrics.InFlight.Add(1) // the worker's delivery being retried
-	s.hold(job{d: amqp.Delivery{DeliveryTag: 7}}, time.Millisecond)
+	r.Metrics.InFlight.Add(1) // the delivery being held
+	s.hold(job{d: amqp.Delivery{DeliveryTag: 7}, c: c}, time.Millisecond)
 	s.mu.Lock()
 	armed := len(s.timer)
 	s.mu.Unlock()
