@@ -6,12 +6,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
@@ -65,7 +65,6 @@ func newPoster(target string, timeout time.Duration, signer auth.Signer, token s
 type wconn struct {
 	c        net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
 	lastUsed time.Time
 	buf      []byte
 }
@@ -86,7 +85,7 @@ func (p *poster) dial(ctx context.Context) (*wconn, error) {
 		}
 		c = tc
 	}
-	return &wconn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
+	return &wconn{c: c, br: bufio.NewReaderSize(c, 4096)}, nil
 }
 
 func (w *wconn) close() {
@@ -156,6 +155,17 @@ const auth0Header = "X-Internal-Token"
 // server had closed it while idle; the post is tried once more on a new one.
 var errStale = errors.New("stale keep-alive connection")
 
+// stale reports whether err, on a reused connection, means the server had
+// closed it while idle: the write failed, or the connection ended (EOF,
+// reset) before any answer. A timeout is not: the server is slow.
+func stale(err error, reused bool) bool {
+	var ne net.Error
+	if !reused || (errors.As(err, &ne) && ne.Timeout()) {
+		return false
+	}
+	return errors.Is(err, errNoAnswer) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
+
 // post delivers m on *wc (dialled or re-dialled as needed) and returns the
 // status and the start of the answer's body.
 func (p *poster) post(ctx context.Context, wc **wconn, m broker.Message) (int, string, error) {
@@ -206,28 +216,26 @@ func (p *poster) post(ctx context.Context, wc **wconn, m broker.Message) (int, s
 func (p *poster) once(w *wconn, m broker.Message, authz string, reused bool) (int, string, error) {
 	_ = w.c.SetDeadline(time.Now().Add(p.timeout))
 	w.buf = p.encode(w.buf[:0], m, authz)
-	if _, err := w.bw.Write(w.buf); err != nil {
-		return 0, "", err
-	}
-	if err := w.bw.Flush(); err != nil {
-		return 0, "", err
-	}
-	resp, err := http.ReadResponse(w.br, nil)
-	if err != nil {
-		if reused && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+	if _, err := w.c.Write(w.buf); err != nil {
+		if stale(err, reused) {
 			return 0, "", errStale
 		}
 		return 0, "", err
 	}
 	var detail [512]byte
-	n, _ := io.ReadFull(resp.Body, detail[:])
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+	status, n, closes, err := readResponse(w.br, detail[:])
+	if err != nil {
+		if stale(err, reused) {
+			return 0, "", errStale
+		}
 		return 0, "", err
 	}
-	resp.Body.Close()
-	if resp.Close {
+	if closes {
 		w.close()
 		w.c = nil
 	}
-	return resp.StatusCode, strings.TrimSpace(string(detail[:n])), nil
+	if status/100 == 2 {
+		return status, "", nil // the detail is only logged for failures
+	}
+	return status, strings.TrimSpace(string(detail[:n])), nil
 }

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,5 +60,59 @@ func TestPosterRefusesControlCharacters(t *testing.T) {
 	var wc *wconn
 	if _, _, err := p.post(context.Background(), &wc, m); err != errHeader {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A keep-alive connection the server closed while idle is redialled and
+// the post goes through; "Connection: close" answers are honoured.
+func TestPosterReconnectsAfterIdleClose(t *testing.T) {
+	var conns atomic.Int64
+	var closeNext atomic.Bool
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if closeNext.Swap(false) {
+			w.Header().Set("Connection", "close")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.IdleTimeout = 30 * time.Millisecond
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	p, err := newPoster(srv.URL, time.Second, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wc *wconn
+	defer func() { wc.close() }()
+	post := func() {
+		t.Helper()
+		status, _, err := p.post(context.Background(), &wc, events.Timeout("o-1", time.Now(), time.Now(), ""))
+		if err != nil || status != http.StatusNoContent {
+			t.Fatalf("post: %d %v", status, err)
+		}
+	}
+	post()
+	post() // reuses the connection
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for two quick posts, want 1", n)
+	}
+	time.Sleep(150 * time.Millisecond) // the server closes it while idle
+	post()
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections after the idle close, want 2", n)
+	}
+	closeNext.Store(true)
+	post()
+	if wc != nil {
+		t.Fatalf("connection kept after Connection: close")
+	}
+	post()
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d connections after Connection: close, want 3", n)
 	}
 }

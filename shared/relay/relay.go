@@ -398,6 +398,14 @@ func (r *Relay) consume(conn *amqp.Connection, queue, tag string, hold time.Dura
 	return &consumer{queue: queue, tag: tag, ch: ch, hold: hold, deliveries: deliveries}, nil
 }
 
+// log is the logger for one message. It is built only on the paths that
+// log: slog's With costs more than the rest of a delivery.
+func (s *session) log(d amqp.Delivery, m broker.Message) *slog.Logger {
+	return s.r.opt.Log.With("message_id", d.MessageId, "order_id", m.Subject, "type", m.Type)
+}
+
+var producer = trace.WithSpanKind(trace.SpanKindProducer)
+
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
 // It acks only after the message's fate is settled.
 func (s *session) handle(wc **wconn, j job) {
@@ -407,18 +415,13 @@ func (s *session) handle(wc **wconn, j job) {
 		j.since = time.Now()
 	}
 	d, m, err, ack := j.d, j.m, j.err, j.c.ack
-	// The logger is built only on the paths that log: slog's With costs
-	// more than the rest of a delivery.
-	log := func() *slog.Logger {
-		return r.opt.Log.With("message_id", d.MessageId, "order_id", m.Subject, "type", m.Type)
-	}
 	if err != nil {
-		s.settle(j, m, "malformed message: "+err.Error(), log)
+		s.settle(j, m, "malformed message: "+err.Error())
 		return
 	}
 	remaining := m.DueAt.Sub(r.opt.Now())
 	if remaining >= broker.TierBase {
-		s.republish(j, m, false, &r.Metrics.Hops, log)
+		s.republish(j, m, false, &r.Metrics.Hops)
 		return
 	}
 	if remaining > 0 {
@@ -431,13 +434,13 @@ func (s *session) handle(wc **wconn, j job) {
 	}
 	// The delivery continues the trace the message carries (from the
 	// create), and hands it on in the CloudEvent.
-	ctx, span := telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, producer)
 	out := m // the event carries the delivery span; the message keeps the create's trace for its retries
 	out.Trace = telemetry.Inject(ctx)
 	status, detail, err := r.poster.post(ctx, wc, out)
 	span.End()
 	if errors.Is(err, errHeader) {
-		s.settle(j, m, "malformed message: "+err.Error(), log)
+		s.settle(j, m, "malformed message: "+err.Error())
 		return
 	}
 	switch {
@@ -446,7 +449,7 @@ func (s *session) handle(wc **wconn, j job) {
 		ack.ack(d.DeliveryTag)
 		return
 	case err == nil && status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
-		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail), log)
+		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail))
 		return
 	}
 	reason := fmt.Sprintf("target answered %d: %s", status, detail)
@@ -455,12 +458,12 @@ func (s *session) handle(wc **wconn, j job) {
 	}
 	m.Attempt++
 	if m.Attempt >= r.opt.MaxAttempts {
-		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason), log)
+		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
 		return
 	}
 	wait := r.backoff(m.Attempt)
 	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
-		log().Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
+		s.log(d, m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
 	m.DueAt = r.opt.Now().Add(wait)
 	if time.Since(j.since)+wait <= inlineRetry {
@@ -476,14 +479,14 @@ func (s *session) handle(wc **wconn, j job) {
 	// A longer wait: a copy carrying the attempt count goes to the retry
 	// queue, whose consumer waits it out in memory, or, beyond HoldRetry,
 	// rides the ladder; this delivery is acked once the copy is confirmed.
-	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried, log)
+	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried)
 }
 
 // republish puts m back on the ladder, or on the retry queue, and acks j
 // once the broker confirmed the copy (or requeues j if it did not). The
 // worker does not wait for the confirm: it goes on to the next message
 // while a goroutine does.
-func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic.Int64, log func() *slog.Logger) {
+func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic.Int64) {
 	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	publish := broker.PublishAsync
@@ -493,7 +496,7 @@ func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic
 	wait, err := publish(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	if err != nil {
 		cancel()
-		log().Warn("re-publish failed; message stays in the queue", "error", err.Error())
+		s.log(j.d, m).Warn("re-publish failed; message stays in the queue", "error", err.Error())
 		j.c.ack.requeue(j.d.DeliveryTag)
 		return
 	}
@@ -502,7 +505,7 @@ func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic
 		defer cancel()
 		defer r.Metrics.InFlight.Add(-1)
 		if err := wait(ctx); err != nil {
-			log().Warn("re-publish not confirmed; message stays in the queue", "error", err.Error())
+			s.log(j.d, m).Warn("re-publish not confirmed; message stays in the queue", "error", err.Error())
 			j.c.ack.requeue(j.d.DeliveryTag)
 			return
 		}
@@ -512,7 +515,7 @@ func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic
 }
 
 // settle dead-letters a message with a reason, then acks it.
-func (s *session) settle(j job, m broker.Message, reason string, log func() *slog.Logger) {
+func (s *session) settle(j job, m broker.Message, reason string) {
 	r, d := s.r, j.d
 	if m.ID == "" {
 		m.ID = d.MessageId
@@ -523,12 +526,12 @@ func (s *session) settle(j job, m broker.Message, reason string, log func() *slo
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
 	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
-		log().Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
+		s.log(j.d, m).Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
 		j.c.ack.requeue(d.DeliveryTag)
 		return
 	}
 	r.Metrics.DeadLettered.Add(1)
-	log().Error("message dead-lettered", "reason", reason)
+	s.log(j.d, m).Error("message dead-lettered", "reason", reason)
 	j.c.ack.ack(d.DeliveryTag)
 }
 
