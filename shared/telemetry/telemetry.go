@@ -8,10 +8,12 @@ package telemetry
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	mexporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/metric"
@@ -43,8 +45,12 @@ func init() {
 // function flushes and stops it.
 func Setup(exporter, project string) (func(context.Context) error, error) {
 	var opts []sdktrace.TracerProviderOption
+	sampler := sdktrace.ParentBased(sdktrace.AlwaysSample())
 	switch exporter {
 	case "", ExportNone:
+		// Nothing reads the spans: they get ids (which propagate and
+		// correlate logs) but are not recorded, which costs far less.
+		sampler = sdktrace.NeverSample()
 	case ExportStdout:
 		exp, err := stdouttrace.New(stdouttrace.WithWriter(io.Writer(os.Stderr)))
 		if err != nil {
@@ -60,7 +66,7 @@ func Setup(exporter, project string) (func(context.Context) error, error) {
 	default:
 		return nil, fmt.Errorf("trace exporter %q: want none, stdout or gcp", exporter)
 	}
-	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))...)
+	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler))...)
 	otel.SetTracerProvider(tp)
 	if exporter != ExportGCP {
 		return tp.Shutdown, nil
@@ -77,17 +83,44 @@ func Setup(exporter, project string) (func(context.Context) error, error) {
 // Tracer is the project's tracer (from the global provider).
 func Tracer() trace.Tracer { return otel.Tracer(Name) }
 
-// Inject returns the W3C traceparent of ctx's span, or "".
+// traceFlags are the flags version 00 defines: sampled and random.
+const traceFlags = trace.FlagsSampled | trace.FlagsRandom
+
+// Inject returns the W3C traceparent of ctx's span, or "". It writes what
+// propagation.TraceContext writes (version 00, the defined flags), without
+// its per-call map; the relay calls it for every message.
 func Inject(ctx context.Context) string {
-	c := propagation.MapCarrier{}
-	otel.GetTextMapPropagator().Inject(ctx, c)
-	return c["traceparent"]
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return ""
+	}
+	var b [55]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & traceFlags)})
+	return string(b[:])
 }
 
-// Extract returns ctx with the remote span context of a traceparent.
+// Extract returns ctx with the remote span context of a traceparent. A
+// well-formed version-00 value is parsed here; anything else goes through
+// propagation.TraceContext, which also ignores what it cannot parse.
 func Extract(ctx context.Context, traceparent string) context.Context {
 	if traceparent == "" {
 		return ctx
+	}
+	if tp := traceparent; len(tp) == 55 && tp[:3] == "00-" && tp[35] == '-' && tp[52] == '-' {
+		tid, err1 := trace.TraceIDFromHex(tp[3:35])
+		sid, err2 := trace.SpanIDFromHex(tp[36:52])
+		var flags [1]byte
+		_, err3 := hex.Decode(flags[:], []byte(tp[53:55]))
+		if err1 == nil && err2 == nil && err3 == nil && flags[0] <= byte(traceFlags) && tp[53:55] == strings.ToLower(tp[53:55]) {
+			return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+				TraceID: tid, SpanID: sid, TraceFlags: trace.TraceFlags(flags[0]), Remote: true}))
+		}
 	}
 	return otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
 }
