@@ -2,6 +2,7 @@ package relay
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -16,6 +17,7 @@ import (
 type acker struct {
 	ch      *amqp.Channel
 	maxWait time.Duration
+	frames  *atomic.Int64 // counts ack frames sent
 
 	mu      sync.Mutex
 	next    uint64               // lowest tag not yet covered by an ack or requeue
@@ -27,8 +29,8 @@ type acker struct {
 	stopped chan struct{}
 }
 
-func newAcker(ch *amqp.Channel) *acker {
-	a := &acker{ch: ch, maxWait: 100 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
+func newAcker(ch *amqp.Channel, frames *atomic.Int64) *acker {
+	a := &acker{ch: ch, frames: frames, maxWait: 100 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.loop()
 	return a
@@ -41,7 +43,7 @@ func (a *acker) ack(tag uint64) {
 	a.order = append(a.order, tag)
 	n := len(a.pending)
 	a.mu.Unlock()
-	if n >= 64 {
+	if n == 1 || n >= 64 { // the first to wait starts the flushing; many flush now
 		select {
 		case a.wake <- struct{}{}:
 		default:
@@ -57,25 +59,38 @@ func (a *acker) requeue(tag uint64) {
 	a.settled[tag] = struct{}{}
 }
 
+// loop flushes every 2 ms while completions wait, and sleeps otherwise: an
+// idle relay spends no CPU here.
 func (a *acker) loop() {
 	defer close(a.stopped)
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	for {
 		select {
 		case <-a.stop:
 			a.flush(true)
 			return
-		case <-t.C:
 		case <-a.wake:
 		}
-		a.flush(false)
+		for a.flush(false) > 0 {
+			t.Reset(2 * time.Millisecond)
+			select {
+			case <-a.stop:
+				t.Stop()
+				a.flush(true)
+				return
+			case <-t.C:
+			case <-a.wake:
+				t.Stop()
+			}
+		}
 	}
 }
 
 // flush acks the settled prefix with one multiple ack, and gap-stuck
-// completions older than maxWait (or all, when final) on their own.
-func (a *acker) flush(final bool) {
+// completions older than maxWait (or all, when final) on their own. It
+// returns how many completions still wait.
+func (a *acker) flush(final bool) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var last uint64
@@ -92,6 +107,7 @@ func (a *acker) flush(final bool) {
 	}
 	if last > 0 {
 		_ = a.ch.Ack(last, true)
+		a.frames.Add(1)
 	}
 	// Completions stuck behind a gap longer than maxWait: ack on their own,
 	// oldest first; entries already covered by the multiple ack are skipped.
@@ -107,6 +123,7 @@ func (a *acker) flush(final bool) {
 			break
 		}
 		_ = a.ch.Ack(tag, false)
+		a.frames.Add(1)
 		delete(a.pending, tag)
 		a.settled[tag] = struct{}{}
 	}
@@ -114,6 +131,7 @@ func (a *acker) flush(final bool) {
 	if len(a.pending) == 0 {
 		a.order = a.order[:0]
 	}
+	return len(a.pending)
 }
 
 // close flushes everything and stops.

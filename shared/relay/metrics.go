@@ -15,10 +15,12 @@ type Metrics struct {
 	Delivered    atomic.Int64 // acked after a 2xx
 	Retried      atomic.Int64 // re-published for a later attempt after a 5xx or timeout
 	DeadLettered atomic.Int64 // sent to the dead-letter queue
+	RetryCopies  atomic.Int64 // retries that moved to a confirmed copy (retry queue or ladder)
 	Hops         atomic.Int64 // re-published to a tier because not yet due
+	AckFrames    atomic.Int64 // ack frames sent (one may ack many messages)
 	Redelivered  atomic.Int64 // deliveries the broker marked as redelivered
 	InFlight     atomic.Int64 // taken from the broker, not yet acked
-	Held         atomic.Int64 // waiting in memory for the last < 250 ms
+	Held         atomic.Int64 // waiting in memory: due within 250 ms, or a retry's backoff
 	Connected    atomic.Bool
 	Reconnects   atomic.Int64
 
@@ -52,12 +54,14 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	}
 	counter("relay_delivered_total", "Messages acked after a 2xx from the target.", m.Delivered.Load())
 	counter("relay_retried_total", "Deliveries re-scheduled after a 5xx, 429, 408 or timeout.", m.Retried.Load())
+	counter("relay_retry_copies_total", "Retries that moved to a copy in the retry queue or on the ladder; the rest waited in memory.", m.RetryCopies.Load())
+	counter("relay_ack_frames_total", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load())
 	counter("relay_dead_lettered_total", "Messages sent to the dead-letter queue.", m.DeadLettered.Load())
 	counter("relay_hops_total", "Messages re-published to a delay tier because not yet due.", m.Hops.Load())
 	counter("relay_redelivered_total", "Deliveries the broker marked as redelivered (possible duplicates).", m.Redelivered.Load())
 	counter("relay_reconnects_total", "Broker reconnections.", m.Reconnects.Load())
 	gauge("relay_in_flight", "Messages taken from the broker and not yet acked.", m.InFlight.Load())
-	gauge("relay_held", "Messages waiting in memory for their last moments.", m.Held.Load())
+	gauge("relay_held", "Messages waiting in memory until due or until their retry.", m.Held.Load())
 	up := int64(0)
 	if m.Connected.Load() {
 		up = 1

@@ -16,6 +16,8 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) error {
 	}{
 		{"relay.delivered", "Messages acked after a 2xx from the target.", m.Delivered.Load},
 		{"relay.retried", "Deliveries re-scheduled after a 5xx, 429, 408 or timeout.", m.Retried.Load},
+		{"relay.retry_copies", "Retries that moved to a copy in the retry queue or on the ladder.", m.RetryCopies.Load},
+		{"relay.ack_frames", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load},
 		{"relay.dead_lettered", "Messages sent to the dead-letter queue.", m.DeadLettered.Load},
 		{"relay.hops", "Messages re-published to a delay tier because not yet due.", m.Hops.Load},
 		{"relay.redelivered", "Deliveries the broker marked as redelivered.", m.Redelivered.Load},

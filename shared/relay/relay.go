@@ -317,7 +317,7 @@ func (r *Relay) session(ctx context.Context) error {
 
 	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, jobs: make(chan job, r.opt.Prefetch),
 		ready: make(chan job, 2*r.opt.Prefetch), stop: make(chan struct{}), timer: map[*time.Timer]job{}}
-	due.ack, retry.ack = newAcker(due.ch), newAcker(retry.ch)
+	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)
@@ -479,14 +479,14 @@ func (s *session) handle(wc **wconn, j job) {
 	// A longer wait: a copy carrying the attempt count goes to the retry
 	// queue, whose consumer waits it out in memory, or, beyond HoldRetry,
 	// rides the ladder; this delivery is acked once the copy is confirmed.
-	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried)
+	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried, &r.Metrics.RetryCopies)
 }
 
 // republish puts m back on the ladder, or on the retry queue, and acks j
 // once the broker confirmed the copy (or requeues j if it did not). The
 // worker does not wait for the confirm: it goes on to the next message
 // while a goroutine does.
-func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic.Int64) {
+func (s *session) republish(j job, m broker.Message, retry bool, counters ...*atomic.Int64) {
 	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	publish := broker.PublishAsync
@@ -509,7 +509,9 @@ func (s *session) republish(j job, m broker.Message, retry bool, counter *atomic
 			j.c.ack.requeue(j.d.DeliveryTag)
 			return
 		}
-		counter.Add(1)
+		for _, c := range counters {
+			c.Add(1)
+		}
 		j.c.ack.ack(j.d.DeliveryTag)
 	}()
 }

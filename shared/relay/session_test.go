@@ -26,7 +26,7 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
-	c := &consumer{ch: ch, ack: newAcker(ch), hold: time.Second}
+	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames), hold: time.Second}
 	s := &session{r: r, due: c, retry: c, jobs: make(chan job, 1),
 		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
 	defer c.ack.close()
