@@ -36,6 +36,9 @@ type benchEnv struct {
 	url  string
 	topo broker.Topology
 	bin  string
+	// close deletes the topology: each env's 31 quorum queues are Raft
+	// groups, and a few hundred left alive slow the broker to a halt.
+	close func()
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -50,16 +53,22 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		b.Fatal(err)
 	}
 	c.Close()
-	b.Cleanup(func() {
+	e.close = sync.OnceFunc(func() {
 		c, err := amqp.Dial(url)
 		if err != nil {
+			b.Errorf("delete topology %s: %v", e.topo.Prefix, err)
 			return
 		}
 		defer c.Close()
-		if ch, err := c.Channel(); err == nil {
-			_ = e.topo.Delete(ch)
+		ch, err := c.Channel()
+		if err == nil {
+			err = e.topo.Delete(ch)
+		}
+		if err != nil {
+			b.Errorf("delete topology %s: %v", e.topo.Prefix, err)
 		}
 	})
+	b.Cleanup(e.close)
 	e.bin = filepath.Join(b.TempDir(), "relay")
 	if out, err := exec.Command("go", "build", "-o", e.bin, "github.com/ordertimeout/ordertimeout/shared/cmd/relay").CombinedOutput(); err != nil {
 		b.Fatalf("build relay: %v\n%s", err, out)
@@ -91,6 +100,22 @@ func (e *benchEnv) preload(n int, due func(i int) time.Time) {
 	for range n {
 		if cf := <-confirms; !cf.Ack {
 			e.b.Fatal("preload nacked")
+		}
+	}
+	brokerSettle()
+}
+
+// brokerSettle waits (up to 15 s) until the broker has finished the work a
+// preload leaves behind (quorum queues move their write-ahead log into
+// segment files after the confirms), so that work is not counted against
+// the relay's run: RabbitMQ below 10 % of a core over half a second.
+func brokerSettle() {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		c0 := brokerCPU()
+		time.Sleep(500 * time.Millisecond)
+		if brokerCPU()-c0 < 50*time.Millisecond {
+			return
 		}
 	}
 }
@@ -142,7 +167,25 @@ func startSink(b *testing.B, answer func(n int64) (int, time.Duration), recordLa
 }
 
 type relayProc struct {
-	cmd *exec.Cmd
+	cmd  *exec.Cmd
+	port int
+}
+
+// metric reads one counter from the relay's /metrics (-1 if unreadable).
+func (p *relayProc) metric(name string) int64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.port))
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
 }
 
 func (e *benchEnv) startRelay(target string, concurrency int, extra ...string) *relayProc {
@@ -152,11 +195,15 @@ func (e *benchEnv) startRelay(target string, concurrency int, extra ...string) *
 		"INTERNAL_SHARED_SECRET=bench-secret-0123456789", "RELAY_CONCURRENCY="+strconv.Itoa(concurrency),
 		fmt.Sprintf("PORT=%d", port), "LOG_LEVEL=error")
 	cmd.Env = append(cmd.Env, extra...)
+	if v := os.Getenv("RELAY_BENCH_ENV"); v != "" {
+		// Extra settings for the relay under test, e.g. a profile.
+		cmd.Env = append(cmd.Env, strings.Fields(v)...)
+	}
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		e.b.Fatal(err)
 	}
-	p := &relayProc{cmd: cmd}
+	p := &relayProc{cmd: cmd, port: port}
 	e.b.Cleanup(p.stop)
 	return p
 }
@@ -169,8 +216,44 @@ func (p *relayProc) stop() {
 }
 
 // cpu returns the process's user+system CPU time.
-func (p *relayProc) cpu() time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func (p *relayProc) cpu() time.Duration { return procCPU(p.cmd.Process.Pid) }
+
+// brokerCPU returns the local RabbitMQ node's (beam.smp) CPU time, or 0
+// when it is not a local process.
+func brokerCPU() time.Duration {
+	out, err := exec.Command("pgrep", "-o", "beam.smp").Output()
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		return 0
+	}
+	return procCPU(pid)
+}
+
+// machineCPU reads /proc/stat's first line: busy and iowait jiffies.
+func machineCPU() (busy, iowait, total int64) {
+	data, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		total += n
+		switch i {
+		case 3: // idle
+		case 4:
+			iowait += n
+		default:
+			busy += n
+		}
+	}
+	return
+}
+
+// procCPU returns a process's user+system CPU time from /proc.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -214,44 +297,115 @@ func benchN() int {
 	return 50_000
 }
 
+// Sink answers of the throughput benchmarks.
+var (
+	answerInstant = func(int64) (int, time.Duration) { return 200, 0 }
+	answer10ms    = func(int64) (int, time.Duration) { return 200, 10 * time.Millisecond }
+	answer503     = func(n int64) (int, time.Duration) {
+		if n%10 == 0 {
+			return 503, 0
+		}
+		return 200, 0
+	}
+)
+
+// drained is what one drain of a pre-loaded queue measured.
+type drained struct {
+	rate                        float64 // msgs/s
+	relayUS, brokerUS, sinkUS   float64 // CPU µs per message
+	busyPct, iowaitPct, peakRSS float64
+	extra                       int64 // requests beyond one per message (retries)
+	ackFrames, retryCopies      int64
+}
+
+// drain pre-loads a durable queue with benchN() due messages and measures
+// the relay delivering all of them to a sink answering with answer.
+// Retries back off from 50 ms (up to 200 ms), so the last retries do not
+// stretch a run of a few seconds: the rate measures the relay's work, not
+// its backoff waits.
+func drain(b *testing.B, answer func(int64) (int, time.Duration), concurrency int) drained {
+	n := benchN()
+	e := newBenchEnv(b)
+	defer e.close()
+	e.preload(n, func(int) time.Time { return time.Now() })
+	s := startSink(b, answer, false)
+	start, broker0, self0 := time.Now(), brokerCPU(), procCPU(os.Getpid())
+	busy0, wait0, total0 := machineCPU()
+	p := e.startRelay(s.url, concurrency, "RELAY_BACKOFF_BASE=50ms", "RELAY_BACKOFF_MAX=200ms")
+	waitCount(b, 10*time.Minute, "delivered", int64(n), s.delivered.Load)
+	elapsed := time.Since(start)
+	cpu, brokerUsed, sinkUsed := p.cpu(), brokerCPU()-broker0, procCPU(os.Getpid())-self0
+	busy1, wait1, total1 := machineCPU()
+	peak, _ := p.rss()
+	frames, copies := p.metric("relay_ack_frames_total"), p.metric("relay_retry_copies_total")
+	p.stop()
+	_ = s.srv.Close()
+	perMsg := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+	return drained{
+		rate: float64(n) / elapsed.Seconds(), relayUS: perMsg(cpu), brokerUS: perMsg(brokerUsed), sinkUS: perMsg(sinkUsed),
+		busyPct: 100 * float64(busy1-busy0) / float64(total1-total0), iowaitPct: 100 * float64(wait1-wait0) / float64(total1-total0),
+		peakRSS: peak, extra: s.requests.Load() - int64(n), ackFrames: frames, retryCopies: copies,
+	}
+}
+
+func (d drained) report(b *testing.B) {
+	b.ReportMetric(d.rate, "msgs/s")
+	b.ReportMetric(d.relayUS, "relay-cpu-µs/msg")
+	b.ReportMetric(d.brokerUS, "broker-cpu-µs/msg")
+	b.ReportMetric(d.sinkUS, "sink-cpu-µs/msg")
+	b.ReportMetric(d.busyPct, "machine-busy-%")
+	b.ReportMetric(d.iowaitPct, "machine-iowait-%")
+	b.ReportMetric(d.peakRSS, "relay-peak-RSS-MB")
+	b.ReportMetric(float64(d.extra), "extra-requests")
+	b.ReportMetric(float64(d.retryCopies), "retry-copies")
+	b.ReportMetric(float64(benchN())/float64(d.ackFrames), "msgs-per-ack-frame")
+}
+
 // BenchmarkRelayThroughput drains a pre-loaded durable queue of 50,000 due
-// messages (RELAY_BENCH_MESSAGES overrides) into a sink.
+// messages (RELAY_BENCH_MESSAGES overrides) into a sink. The relay, the
+// broker and the sink share the machine's two cores, so each one's CPU per
+// message is reported, and the machine's load beside them.
 func BenchmarkRelayThroughput(b *testing.B) {
 	cases := []struct {
 		name        string
 		concurrency int
 		answer      func(n int64) (int, time.Duration)
 	}{
-		{"instant-sink", 64, func(int64) (int, time.Duration) { return 200, 0 }},
-		{"10ms-sink", 128, func(int64) (int, time.Duration) { return 200, 10 * time.Millisecond }},
-		{"503-every-10th", 64, func(n int64) (int, time.Duration) {
-			if n%10 == 0 {
-				return 503, 0
-			}
-			return 200, 0
-		}},
+		{"instant-sink", 64, answerInstant},
+		{"10ms-sink", 128, answer10ms},
+		{"503-every-10th", 64, answer503},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				n := benchN()
-				e := newBenchEnv(b)
-				e.preload(n, func(int) time.Time { return time.Now() })
-				s := startSink(b, c.answer, false)
-				start := time.Now()
-				p := e.startRelay(s.url, c.concurrency, "RELAY_BACKOFF_BASE=50ms", "RELAY_BACKOFF_MAX=200ms")
-				waitCount(b, 10*time.Minute, "delivered", int64(n), s.delivered.Load)
-				elapsed := time.Since(start)
-				cpu := p.cpu()
-				peak, _ := p.rss()
-				p.stop()
-				b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
-				b.ReportMetric(float64(cpu.Microseconds())/float64(n), "relay-cpu-µs/msg")
-				b.ReportMetric(peak, "relay-peak-RSS-MB")
-				b.ReportMetric(float64(s.requests.Load()-int64(n)), "extra-requests")
+				drain(b, c.answer, c.concurrency).report(b)
 			}
 		})
 	}
+}
+
+// BenchmarkRelayFailureRatio compares the rate with a sink that answers 503
+// to every 10th request against the clean rate, in back-to-back pairs
+// (order alternating), since this machine's speed drifts by ±20 % from
+// one run to the next. Run several pairs: -benchtime 5x.
+func BenchmarkRelayFailureRatio(b *testing.B) {
+	var ratios []float64
+	for i := range b.N {
+		var clean, failing drained
+		if i%2 == 0 {
+			clean, failing = drain(b, answerInstant, 64), drain(b, answer503, 64)
+		} else {
+			failing, clean = drain(b, answer503, 64), drain(b, answerInstant, 64)
+		}
+		ratios = append(ratios, 100*failing.rate/clean.rate)
+		b.Logf("pair %d: clean %.0f msgs/s, 10%% 503s %.0f msgs/s (%.0f %%); CPU µs/msg clean vs 503s: relay %.1f vs %.1f, broker %.1f vs %.1f, sink %.1f vs %.1f; ack frames %d vs %d, retry copies %d",
+			i+1, clean.rate, failing.rate, ratios[i], clean.relayUS, failing.relayUS, clean.brokerUS, failing.brokerUS,
+			clean.sinkUS, failing.sinkUS, clean.ackFrames, failing.ackFrames, failing.retryCopies)
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "median-%-of-clean")
+	b.ReportMetric(ratios[0], "min-%-of-clean")
+	b.ReportMetric(ratios[len(ratios)-1], "max-%-of-clean")
 }
 
 // BenchmarkTimerLateness: 10,000 timers due within the same second, routed
@@ -261,7 +415,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 		const n = 10_000
 		e := newBenchEnv(b)
 		s := startSink(b, func(int64) (int, time.Duration) { return 200, 0 }, true)
-		e.startRelay(s.url, 64)
+		p := e.startRelay(s.url, 64)
 		base := time.Now().Add(6 * time.Second)
 		e.preload(n, func(i int) time.Time { return base.Add(time.Duration(i) * time.Second / n) })
 		waitCount(b, 2*time.Minute, "delivered", n, s.delivered.Load)
@@ -273,6 +427,8 @@ func BenchmarkTimerLateness(b *testing.B) {
 		b.ReportMetric(float64(l[len(l)*99/100].Microseconds())/1000, "p99-ms")
 		b.ReportMetric(float64(l[len(l)-1].Microseconds())/1000, "max-ms")
 		b.ReportMetric(float64(l[0].Microseconds())/1000, "min-ms")
+		p.stop()
+		e.close()
 	}
 }
 
@@ -296,5 +452,7 @@ func BenchmarkRelayRSSWithPendingTimers(b *testing.B) {
 		b.ReportMetric(peak, "relay-peak-RSS-MB")
 		b.ReportMetric(now, "relay-RSS-MB")
 		b.ReportMetric(float64(n), "pending")
+		p.stop()
+		e.close()
 	}
 }

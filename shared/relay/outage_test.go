@@ -62,7 +62,7 @@ func BenchmarkOutageRecovery(b *testing.B) {
 		e := newBenchEnv(b)
 		e.preload(n, func(int) time.Time { return time.Now() })
 		s := startSink(b, func(int64) (int, time.Duration) { return 200, 2 * time.Millisecond }, false)
-		e.startRelay(s.url, 16)
+		p := e.startRelay(s.url, 16)
 		waitCount(b, time.Minute, "some delivered", n/10, s.delivered.Load)
 		restarted := false
 		b.Cleanup(func() {
@@ -86,5 +86,7 @@ func BenchmarkOutageRecovery(b *testing.B) {
 		b.ReportMetric(first.Seconds(), "s-to-first-delivery")
 		b.ReportMetric(time.Since(back).Seconds(), "s-to-drain")
 		b.ReportMetric(float64(s.requests.Load()-n), "duplicates")
+		p.stop()
+		e.close()
 	}
 }
