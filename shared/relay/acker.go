@@ -30,7 +30,7 @@ type acker struct {
 }
 
 func newAcker(ch *amqp.Channel, frames *atomic.Int64) *acker {
-	a := &acker{ch: ch, frames: frames, maxWait: 100 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
+	a := &acker{ch: ch, frames: frames, maxWait: 150 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.loop()
 	return a

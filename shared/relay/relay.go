@@ -54,7 +54,7 @@ func (o *Options) defaults() {
 		o.Concurrency = 64
 	}
 	if o.Prefetch < o.Concurrency {
-		o.Prefetch = max(o.Concurrency*8, 2000)
+		o.Prefetch = max(o.Concurrency*8, 3000)
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 20
@@ -169,7 +169,7 @@ type consumer struct {
 // inlineRetry bounds how long a delivery may stay unacked in memory across
 // its retries before they move to a copy in the retry queue: below the
 // acker's wait, so a retry rarely breaks a run of batched acks.
-const inlineRetry = 50 * time.Millisecond
+const inlineRetry = 100 * time.Millisecond
 
 // job is a delivery with its message, read once when it arrives, and the
 // consumer it came from.
