@@ -1,12 +1,13 @@
 // Package broker is the RabbitMQ adapter for durable delayed messages.
 //
 // Default ("ladder") mode needs no plugin: a ladder of quorum queues whose
-// queue-level TTLs are 250 ms × 2^k (k = 0..27, the longest about 388 days)
+// queue-level TTLs are 250 ms × 2^k (k = 2..27: 1 s to about 388 days)
 // dead-letter, at least once, into one "due" queue. A message carries its
 // absolute due time in the x-due-at header; the relay takes it from the due
 // queue and, while it is not yet due, publishes it to the longest tier that
-// does not overshoot. Each queue holds one TTL, so short delays never wait
-// behind long ones, and the due time, not the ladder, sets the precision.
+// does not overshoot; the last second it waits in the relay's memory. Each
+// queue holds one TTL, so short delays never wait behind long ones, and the
+// due time, not the ladder, sets the precision.
 //
 // Optional "plugin" mode publishes to an x-delayed-message exchange with an
 // x-delay header; the relay re-delays anything that arrives early (the
@@ -40,6 +41,16 @@ const (
 
 // TierBase is the shortest tier; tiers double from it.
 const TierBase = 250 * time.Millisecond
+
+// HoldMax: a message due within this goes to the due queue, and the relay
+// waits the rest in memory instead of sending it through the 250 ms and
+// 500 ms tiers. Every tier hop costs the broker a dead-lettering (about
+// 90 µs of CPU, one message at a time per queue), which is what makes a
+// burst of timers due together late; those two hops were a third of them.
+const HoldMax = 1000 * time.Millisecond
+
+// firstTier is the shortest tier in use: the first at least HoldMax long.
+const firstTier = 2
 
 // TierCount tiers reach 250 ms × 2^27 ≈ 388 days per hop.
 const TierCount = 28
@@ -126,7 +137,7 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(t.DelayExchange(), amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", t.DelayExchange(), err)
 	}
-	for k := range t.tiers() {
+	for k := firstTier; k < t.tiers(); k++ {
 		q := t.TierQueue(k)
 		_, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{
 			"x-message-ttl":          int64(TierTTL(k) / time.Millisecond),
@@ -155,7 +166,7 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 		}
 		return t.PluginExchange(), ""
 	}
-	if remaining < TierBase {
+	if remaining < HoldMax {
 		return t.HopExchange(), ""
 	}
 	k := 0

@@ -423,6 +423,8 @@ func BenchmarkTimerLateness(b *testing.B) {
 		b.ReportMetric(float64(p.metric("relay_hops_total"))/n, "hops/timer")
 		b.ReportMetric(float64((brokerCPU()-broker0).Microseconds())/n, "broker-cpu-µs/timer")
 		b.ReportMetric(float64((p.cpu()-relay0).Microseconds())/n, "relay-cpu-µs/timer")
+		peak, _ := p.rss()
+		b.ReportMetric(peak, "relay-peak-RSS-MB")
 		s.mu.Lock()
 		l := append([]time.Duration(nil), s.lateness...)
 		s.mu.Unlock()

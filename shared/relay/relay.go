@@ -271,6 +271,10 @@ func (s *session) dispatch(c *consumer, d amqp.Delivery) {
 	j := job{d: d, c: c}
 	j.m, j.err = broker.FromDelivery(d)
 	if j.err == nil {
+		// The message holds all it needs from the headers: drop the table
+		// (a map and a boxed value per entry), the larger part of a
+		// message waiting in memory.
+		j.d.Headers = nil
 		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < c.hold {
 			s.hold(j, wait)
 			return
@@ -303,7 +307,7 @@ func (r *Relay) session(ctx context.Context) error {
 	}()
 	// Early due messages wait in memory until due (< TierBase); retries
 	// until their backoff ends (<= HoldRetry, plus slack for the trip).
-	due, err := r.consume(conn, r.opt.Topology.DueQueue(), "relay", broker.TierBase)
+	due, err := r.consume(conn, r.opt.Topology.DueQueue(), "relay", broker.HoldMax)
 	if err != nil {
 		return err
 	}
@@ -420,7 +424,7 @@ func (s *session) handle(wc **wconn, j job) {
 		return
 	}
 	remaining := m.DueAt.Sub(r.opt.Now())
-	if remaining >= broker.TierBase {
+	if remaining >= broker.HoldMax {
 		s.republish(j, m, false, &r.Metrics.Hops)
 		return
 	}
