@@ -182,9 +182,9 @@ type job struct {
 }
 
 // hold keeps j unacked in memory for wait, then hands it to the workers;
-// on shutdown it goes back to its queue. Messages due within the shortest
-// tier and retries wait here instead of taking another trip through the
-// broker; the broker still holds them (unacked), so a crash loses nothing.
+// on shutdown it goes back to its queue. Messages due within HoldMax and
+// retries wait here instead of taking another trip through the broker;
+// the broker still holds them (unacked), so a crash loses nothing.
 func (s *session) hold(j job, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -305,7 +305,7 @@ func (r *Relay) session(ctx context.Context) error {
 			r.opt.Log.Error("message returned unroutable", "message_id", ret.MessageId, "exchange", ret.Exchange, "key", ret.RoutingKey)
 		}
 	}()
-	// Early due messages wait in memory until due (< TierBase); retries
+	// Early due messages wait in memory until due (< HoldMax); retries
 	// until their backoff ends (<= HoldRetry, plus slack for the trip).
 	due, err := r.consume(conn, r.opt.Topology.DueQueue(), "relay", broker.HoldMax)
 	if err != nil {
