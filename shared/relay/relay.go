@@ -121,7 +121,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, 2*time.Second) // a broker back from an outage is found within 2 s
 		r.Metrics.Reconnects.Add(1)
 	}
 }
