@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +23,24 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
+
+// syncBuffer is a bytes.Buffer safe for one writer and readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) WriteString(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(v)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // The README's run command, end to end: every process comes up on the
 // chosen ports, an order is created and paid, another times out and gives
@@ -46,11 +65,16 @@ func TestRunWholeSystem(t *testing.T) {
 			_ = broker.Topology{Prefix: prefix}.Delete(ch)
 		}
 	})
+	taken := map[int]bool{} // every port and its metrics port (+1000): two picks must not overlap
 	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY", "PORT_SWEEP"} {
-		p, err := testenv.StablePort()
-		if err != nil {
-			t.Fatal(err)
+		var p int
+		for p == 0 || taken[p] || taken[p+1000] {
+			var err error
+			if p, err = testenv.StablePort(); err != nil {
+				t.Fatal(err)
+			}
 		}
+		taken[p], taken[p+1000] = true, true
 		ports[name] = p
 		env = append(env, fmt.Sprintf("%s=%d", name, p))
 	}
@@ -71,7 +95,7 @@ func TestRunWholeSystem(t *testing.T) {
 			_ = cmd.Wait()
 		}
 	})
-	var out bytes.Buffer
+	var out syncBuffer // written by the reader below, read here
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
