@@ -247,6 +247,26 @@ func TestRetryWaitsInRetryQueue(t *testing.T) {
 	waitFor(t, 15*time.Second, "all 20 delivered", func() bool { return s.distinct() == 20 })
 }
 
+// More timers due within the hold than the prefetch window: the relay
+// holds what fits, the rest wait in the due queue, and every one arrives on
+// time, never early.
+func TestHoldBeyondPrefetch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	due := time.Now().Add(1500 * time.Millisecond)
+	e.publish(200, due, "m")
+	e.run(relay.Options{Concurrency: 4, Prefetch: 50}, s.srv.URL)
+	waitFor(t, 10*time.Second, "200 delivered", func() bool { return s.distinct() == 200 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, at := range s.firstT {
+		if late := at.Sub(due); late < 0 || late > time.Second {
+			t.Fatalf("%s delivered %v after its due time", id, late)
+		}
+	}
+}
+
 // A 1-hour timer published before a 2-second one does not hold it back.
 func TestNoHeadOfLineBlocking(t *testing.T) {
 	t.Parallel()
