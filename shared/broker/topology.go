@@ -39,7 +39,8 @@ const (
 	ModePlugin = "plugin"
 )
 
-// TierBase is the shortest tier; tiers double from it.
+// TierBase is the ladder's unit: tier k waits TierBase << k (the tiers in
+// use start at firstTier).
 const TierBase = 250 * time.Millisecond
 
 // HoldMax: a message due within this goes to the due queue, and the relay
@@ -155,10 +156,10 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 	return nil
 }
 
-// Route says where a message due after remaining goes next: ("", true) for
-// the due queue (due now, or closer than the shortest tier: the relay waits
-// the rest in memory), else the tier queue's routing key on the delay
-// exchange — the longest tier that does not overshoot.
+// Route says where a message due after remaining goes next: the hop
+// exchange (no key) for the due queue when it is due within HoldMax (the
+// relay waits the rest in memory), else a tier queue's routing key on the
+// delay exchange — the longest tier that does not overshoot.
 func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 	if t.Mode == ModePlugin {
 		if remaining <= 0 {
