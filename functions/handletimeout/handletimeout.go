@@ -30,7 +30,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/app"
-	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/events"
@@ -54,13 +53,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		h = New(&timeout.Decider{
-			Orders:     env.Store,
-			Pay:        clients.Pay{C: env.Client(env.Cfg.PayURL)},
-			Stock:      clients.Stock{C: env.Client(env.Cfg.DeductStockURL)},
-			Publisher:  env.Publisher,
-			SagaBudget: env.Cfg.SweepSagaBudget,
-		}, env.Cfg, env.Log)
+		h = New(env.Decider(), env.Cfg, env.Log)
 		return nil
 	}, func(ctx context.Context, e cloudevents.Event) error { return h.Handle(ctx, e) }))
 }

@@ -12,11 +12,9 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
-	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/sweeper"
-	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
 func init() {
@@ -26,14 +24,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		d := &timeout.Decider{
-			Orders:     env.Store,
-			Pay:        clients.Pay{C: env.Client(env.Cfg.PayURL)},
-			Stock:      clients.Stock{C: env.Client(env.Cfg.DeductStockURL)},
-			Publisher:  env.Publisher,
-			SagaBudget: env.Cfg.SweepSagaBudget,
-		}
-		s := &sweeper.Sweeper{Find: env.Store, Decider: d, Grace: env.Cfg.SweepGrace, SagaBudget: env.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
+		s := &sweeper.Sweeper{Find: env.Store, Decider: env.Decider(), Grace: env.Cfg.SweepGrace, SagaBudget: env.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
 		return app.Serve("Sweep", env.Log, env.Cfg.Project, New(s, env.Internal)), nil
 	}))
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
+	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
 // Env is what a function may use; Build fills only what was asked for.
@@ -40,6 +41,19 @@ type Env struct {
 // Client returns a peer client for base with the configured timeout.
 func (e *Env) Client(base string) *clients.Client {
 	return clients.New(base, e.Signer, e.Cfg.CallTimeout)
+}
+
+// Decider is the timeout decision on this environment: the store, the Pay
+// and DeductStock clients, the publisher. HandleTimeout and Sweep decide
+// through the same one.
+func (e *Env) Decider() *timeout.Decider {
+	return &timeout.Decider{
+		Orders:     e.Store,
+		Pay:        clients.Pay{C: e.Client(e.Cfg.PayURL)},
+		Stock:      clients.Stock{C: e.Client(e.Cfg.DeductStockURL)},
+		Publisher:  e.Publisher,
+		SagaBudget: e.Cfg.SweepSagaBudget,
+	}
 }
 
 // Topology returns the broker topology of the configuration.
