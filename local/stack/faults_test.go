@@ -79,21 +79,28 @@ func createMany(t *testing.T, s *stack.Stack, n, items, users, timeoutS, paralle
 	return out
 }
 
+// unpaidOrders returns every stored order and how many are UNPAID.
+func unpaidOrders(t *testing.T, s *stack.Stack) ([]domain.Order, int) {
+	t.Helper()
+	orders, err := s.Store.AllOrders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpaid := 0
+	for _, o := range orders {
+		if o.Status == domain.OrderUnpaid {
+			unpaid++
+		}
+	}
+	return orders, unpaid
+}
+
 // quiesce waits until no order is UNPAID.
 func quiesce(t *testing.T, s *stack.Stack, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		orders, err := s.Store.AllOrders(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		unpaid := 0
-		for _, o := range orders {
-			if o.Status == domain.OrderUnpaid {
-				unpaid++
-			}
-		}
+		_, unpaid := unpaidOrders(t, s)
 		if unpaid == 0 {
 			return
 		}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
-	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // RabbitMQ is stopped while orders are created: each create fails cleanly
@@ -20,12 +20,6 @@ import (
 func TestOutageBrokerDownDuringCreates(t *testing.T) {
 	s := stack.Start(t, stack.Options{})
 	init := bigSeed(t, s, 20, 10)
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = exec.Command("rabbitmqctl", "start_app").Run()
-		}
-	})
 	var (
 		mu             sync.Mutex
 		created, fails int
@@ -54,15 +48,10 @@ func TestOutageBrokerDownDuringCreates(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Until(stopAt))
-	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
-		t.Fatalf("stop_app: %v %s", err, out)
-	}
+	start := testenv.StopBroker(t)
 	wg.Wait()
 	time.Sleep(2 * time.Second)
-	if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
-		t.Fatalf("start_app: %v %s", err, out)
-	}
-	restarted = true
+	start()
 	_ = exec.Command("rabbitmqctl", "await_startup").Run()
 	if created == 0 || fails == 0 {
 		t.Logf("created %d, refused %d: the outage did not split the creates", created, fails)
@@ -74,16 +63,7 @@ func TestOutageBrokerDownDuringCreates(t *testing.T) {
 		if _, err := s.Sweeper.Run(context.Background()); err != nil {
 			t.Logf("sweep: %v", err)
 		}
-		orders, err := s.Store.AllOrders(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		unpaid := 0
-		for _, o := range orders {
-			if o.Status == domain.OrderUnpaid {
-				unpaid++
-			}
-		}
+		orders, unpaid := unpaidOrders(t, s)
 		if unpaid == 0 {
 			if len(orders) != created {
 				t.Fatalf("%d orders stored, %d creates answered 201", len(orders), created)

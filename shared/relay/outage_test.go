@@ -6,20 +6,12 @@
 package relay_test
 
 import (
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/shared/relay"
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
-
-func rabbitctl(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
-	}
-}
 
 // RabbitMQ is restarted mid-stream (stop_app / start_app): the relay
 // recovers by itself and every message is delivered.
@@ -33,18 +25,11 @@ func TestOutageBrokerRestartMidStream(t *testing.T) {
 	r, _ := e.run(relay.Options{Concurrency: 8}, s.srv.URL)
 	waitFor(t, 20*time.Second, "some deliveries", func() bool { return s.distinct() > 100 })
 
-	restarted := false
-	t.Cleanup(func() {
-		if !restarted {
-			_ = exec.Command("rabbitmqctl", "start_app").Run()
-		}
-	})
-	rabbitctl(t, "stop_app")
+	start := testenv.StopBroker(t)
 	outage := time.Now()
 	time.Sleep(5 * time.Second)
-	rabbitctl(t, "start_app")
-	restarted = true
-	rabbitctl(t, "await_startup")
+	start()
+	testenv.RabbitCtl(t, "await_startup")
 	waitFor(t, 60*time.Second, "all delivered after the outage", func() bool { return s.distinct() == n })
 	t.Logf("recovered %v after the outage began; %d reconnects, %d duplicate deliveries",
 		time.Since(outage).Round(time.Millisecond), r.Metrics.Reconnects.Load(), s.total.Load()-n)
@@ -64,21 +49,10 @@ func BenchmarkOutageRecovery(b *testing.B) {
 		s := startSink(b, func(int64) (int, time.Duration) { return 200, 2 * time.Millisecond }, false)
 		p := e.startRelay(s.url, 16)
 		waitCount(b, time.Minute, "some delivered", n/10, s.delivered.Load)
-		restarted := false
-		b.Cleanup(func() {
-			if !restarted {
-				_ = exec.Command("rabbitmqctl", "start_app").Run()
-			}
-		})
-		if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
-			b.Fatalf("stop_app: %v %s", err, out)
-		}
+		start := testenv.StopBroker(b)
 		time.Sleep(15 * time.Second)
 		before := s.delivered.Load() // in-flight deliveries finished during the outage
-		if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
-			b.Fatalf("start_app: %v %s", err, out)
-		}
-		restarted = true
+		start()
 		back := time.Now()
 		waitCount(b, 3*time.Minute, "first delivery after the outage", before+1, s.delivered.Load)
 		first := time.Since(back)

@@ -253,3 +253,31 @@ func UniqueName(prefix string) string {
 	_, _ = rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
 }
+
+// RabbitCtl runs rabbitmqctl on the local node and fails tb if it fails.
+func RabbitCtl(tb testing.TB, args ...string) {
+	tb.Helper()
+	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	}
+}
+
+// StopBroker stops the local RabbitMQ application (stop_app) and returns
+// the function that starts it again. Until that has run, a cleanup starts
+// it when tb ends, so a failing test never leaves the broker down.
+func StopBroker(tb testing.TB) (start func()) {
+	tb.Helper()
+	started := false
+	tb.Cleanup(func() {
+		if !started {
+			_ = exec.Command("rabbitmqctl", "start_app").Run()
+		}
+	})
+	RabbitCtl(tb, "stop_app")
+	return func() {
+		tb.Helper()
+		RabbitCtl(tb, "start_app")
+		started = true
+	}
+}
