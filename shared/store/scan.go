@@ -3,93 +3,64 @@ package store
 import (
 	"context"
 
+	"cloud.google.com/go/firestore"
+
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
 
 // Whole-collection reads for tools (invariant checks, demo, load reports).
 // They read everything: not for request paths.
 
-// AllItems reads every item.
-func (s *Store) AllItems(ctx context.Context) ([]domain.Item, error) {
-	docs, err := s.c.Collection(ColItems).Documents(ctx).GetAll()
+// readAll reads every document of collection col through decode.
+func readAll[T any](ctx context.Context, s *Store, col string, decode func(*firestore.DocumentSnapshot) (T, error)) ([]T, error) {
+	docs, err := s.c.Collection(col).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, classify(err)
 	}
-	out := make([]domain.Item, 0, len(docs))
+	out := make([]T, 0, len(docs))
 	for _, d := range docs {
-		var it itemDoc
-		if err := d.DataTo(&it); err != nil {
+		v, err := decode(d)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, domain.Item{ID: d.Ref.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock})
+		out = append(out, v)
 	}
 	return out, nil
+}
+
+// AllItems reads every item.
+func (s *Store) AllItems(ctx context.Context) ([]domain.Item, error) {
+	return readAll(ctx, s, ColItems, func(d *firestore.DocumentSnapshot) (domain.Item, error) {
+		var it itemDoc
+		err := d.DataTo(&it)
+		return domain.Item{ID: d.Ref.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock}, err
+	})
 }
 
 // AllOrders reads every order.
 func (s *Store) AllOrders(ctx context.Context) ([]domain.Order, error) {
-	docs, err := s.c.Collection(ColOrders).Documents(ctx).GetAll()
-	if err != nil {
-		return nil, classify(err)
-	}
-	out := make([]domain.Order, 0, len(docs))
-	for _, d := range docs {
-		o, err := decodeOrder(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, o)
-	}
-	return out, nil
+	return readAll(ctx, s, ColOrders, decodeOrder)
 }
 
 // AllPayOrders reads every pay order.
 func (s *Store) AllPayOrders(ctx context.Context) ([]domain.PayOrder, error) {
-	docs, err := s.c.Collection(ColPayOrders).Documents(ctx).GetAll()
-	if err != nil {
-		return nil, classify(err)
-	}
-	out := make([]domain.PayOrder, 0, len(docs))
-	for _, d := range docs {
-		p, err := decodePayOrder(d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return readAll(ctx, s, ColPayOrders, decodePayOrder)
 }
 
 // AllWallets reads every wallet.
 func (s *Store) AllWallets(ctx context.Context) ([]domain.Wallet, error) {
-	docs, err := s.c.Collection(ColWallets).Documents(ctx).GetAll()
-	if err != nil {
-		return nil, classify(err)
-	}
-	out := make([]domain.Wallet, 0, len(docs))
-	for _, d := range docs {
+	return readAll(ctx, s, ColWallets, func(d *firestore.DocumentSnapshot) (domain.Wallet, error) {
 		var w walletDoc
-		if err := d.DataTo(&w); err != nil {
-			return nil, err
-		}
-		out = append(out, domain.Wallet{UserID: d.Ref.ID, BalanceCents: w.BalanceCents})
-	}
-	return out, nil
+		err := d.DataTo(&w)
+		return domain.Wallet{UserID: d.Ref.ID, BalanceCents: w.BalanceCents}, err
+	})
 }
 
 // AllReservations reads every reservation.
 func (s *Store) AllReservations(ctx context.Context) ([]domain.Reservation, error) {
-	docs, err := s.c.Collection(ColReservations).Documents(ctx).GetAll()
-	if err != nil {
-		return nil, classify(err)
-	}
-	out := make([]domain.Reservation, 0, len(docs))
-	for _, d := range docs {
+	return readAll(ctx, s, ColReservations, func(d *firestore.DocumentSnapshot) (domain.Reservation, error) {
 		var r reservationDoc
-		if err := d.DataTo(&r); err != nil {
-			return nil, err
-		}
-		out = append(out, r.domain(d.Ref.ID))
-	}
-	return out, nil
+		err := d.DataTo(&r)
+		return r.domain(d.Ref.ID), err
+	})
 }
