@@ -100,9 +100,9 @@ func toInt64(v any) (int64, bool) {
 	return 0, false
 }
 
-// PublishOn publishes m on ch (in confirm mode) to where it must go next and
-// waits for the broker's confirm.
-func PublishOn(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) error {
+// PublishOn publishes m on ch to where it must go next and waits until the
+// broker confirmed it (and did not return it).
+func PublishOn(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) error {
 	wait, err := PublishAsync(ctx, ch, t, m, now)
 	if err != nil {
 		return err
@@ -110,50 +110,33 @@ func PublishOn(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now
 	return wait(ctx)
 }
 
-// PublishAsync publishes m on ch (in confirm mode) to where it must go next
-// and returns a function that waits for the broker's confirm.
-func PublishAsync(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
+// PublishAsync publishes m on ch to where it must go next and returns a
+// function that waits for the broker's confirm.
+func PublishAsync(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
 	p := m.Publishing(now)
 	ex, key := t.Route(m.DueAt.Sub(now))
 	if ex == t.PluginExchange() {
+		// The plugin routes only when the delay is over, so it returns
+		// every mandatory publish at once (rabbitmq-delayed-message-exchange
+		// issue 7): publish without the flag.
 		p.Headers["x-delay"] = int64(min(m.DueAt.Sub(now), MaxPluginDelay) / time.Millisecond)
+		return ch.publish(ctx, ex, key, false, m.ID, p)
 	}
-	return publishAsync(ctx, ch, ex, key, m.ID, p)
+	return ch.publish(ctx, ex, key, true, m.ID, p)
 }
 
-// PublishRetryAsync publishes m on ch (in confirm mode) to the retry queue,
-// whose consumer holds it until m.DueAt, and returns a function that waits
-// for the broker's confirm.
-func PublishRetryAsync(ctx context.Context, ch *amqp.Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
-	return publishAsync(ctx, ch, "", t.RetryQueue(), m.ID, m.Publishing(now))
-}
-
-func publishAsync(ctx context.Context, ch *amqp.Channel, ex, key, id string, p amqp.Publishing) (func(context.Context) error, error) {
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, ex, key, true, false, p)
-	if err != nil {
-		return nil, fmt.Errorf("%w: publish %s: %w", ErrNotConfirmed, id, err)
-	}
-	return func(ctx context.Context) error {
-		ok, err := dc.WaitContext(ctx)
-		if err != nil {
-			return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, id, err)
-		}
-		if !ok {
-			return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, id)
-		}
-		return nil
-	}, nil
+// PublishRetryAsync publishes m on ch to the retry queue, whose consumer
+// holds it until m.DueAt, and returns a function that waits for the
+// broker's confirm.
+func PublishRetryAsync(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
+	return ch.publish(ctx, "", t.RetryQueue(), true, m.ID, m.Publishing(now))
 }
 
 // PublishDead puts m on the dead-letter queue with a reason.
-func PublishDead(ctx context.Context, ch *amqp.Channel, t Topology, m Message, reason string, now time.Time) error {
+func PublishDead(ctx context.Context, ch *Channel, t Topology, m Message, reason string, now time.Time) error {
 	m.Reason = reason
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", t.DeadQueue(), true, false, m.Publishing(now))
-	if err != nil {
-		return fmt.Errorf("%w: dead-letter %s: %w", ErrNotConfirmed, m.ID, err)
-	}
-	if ok, err := dc.WaitContext(ctx); err != nil || !ok {
-		return fmt.Errorf("%w: dead-letter %s (ok=%v): %v", ErrNotConfirmed, m.ID, ok, err)
+	if err := ch.wait(ctx, "", t.DeadQueue(), true, m.ID, m.Publishing(now)); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
 	}
 	return nil
 }
@@ -168,7 +151,7 @@ type Publisher struct {
 
 	mu   sync.Mutex
 	conn *amqp.Connection
-	ch   *amqp.Channel
+	ch   *Channel
 }
 
 // NewPublisher returns a publisher; it connects on first use.
@@ -176,7 +159,7 @@ func NewPublisher(url string, t Topology) *Publisher {
 	return &Publisher{URL: url, Topology: t, Now: time.Now}
 }
 
-func (p *Publisher) channel() (*amqp.Channel, error) {
+func (p *Publisher) channel() (*Channel, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ch != nil && !p.ch.IsClosed() && p.conn != nil && !p.conn.IsClosed() {
@@ -187,24 +170,18 @@ func (p *Publisher) channel() (*amqp.Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial broker: %w", ErrNotConfirmed, err)
 	}
-	ch, err := conn.Channel()
+	var ch *Channel
+	raw, err := conn.Channel()
 	if err == nil {
-		err = ch.Confirm(false)
+		ch, err = NewChannel(raw)
 	}
 	if err == nil {
-		err = p.Topology.Declare(ch)
+		err = p.Topology.Declare(raw)
 	}
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("%w: open channel: %w", ErrNotConfirmed, err)
 	}
-	// Unroutable mandatory messages come back as returns; a confirm still
-	// follows. Drain them so the channel never blocks.
-	returns := ch.NotifyReturn(make(chan amqp.Return, 16))
-	go func() {
-		for range returns {
-		}
-	}()
 	p.conn, p.ch = conn, ch
 	return ch, nil
 }

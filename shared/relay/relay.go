@@ -139,16 +139,20 @@ func errString(err error) string {
 type session struct {
 	r     *Relay
 	ctx   context.Context
-	pub   *amqp.Channel
+	pub   *broker.Channel
 	due   *consumer
 	retry *consumer
 	jobs  chan job // deliveries in arrival order
 	ready chan job // held messages whose wait is over: they go first
 	stop  chan struct{}
-	mu    sync.Mutex
-	timer map[*time.Timer]job
-	done  bool // set by release: no more holds
-	held  sync.WaitGroup
+	// broken gets the first publish the broker returned unroutable: the
+	// topology lost a queue or binding, and the next session declares it
+	// again.
+	broken chan error
+	mu     sync.Mutex
+	timer  map[*time.Timer]job
+	done   bool // set by release: no more holds
+	held   sync.WaitGroup
 }
 
 // consumer is one consuming channel: its queue, its acks, and how long a
@@ -289,22 +293,17 @@ func (r *Relay) session(ctx context.Context) error {
 		return fmt.Errorf("dial: %w", err)
 	}
 	defer conn.Close()
-	pub, err := conn.Channel()
+	raw, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("publish channel: %w", err)
 	}
-	if err := pub.Confirm(false); err != nil {
-		return fmt.Errorf("confirm mode: %w", err)
-	}
-	if err := r.opt.Topology.Declare(pub); err != nil {
+	pub, err := broker.NewChannel(raw)
+	if err != nil {
 		return err
 	}
-	returns := pub.NotifyReturn(make(chan amqp.Return, 16))
-	go func() {
-		for ret := range returns {
-			r.opt.Log.Error("message returned unroutable", "message_id", ret.MessageId, "exchange", ret.Exchange, "key", ret.RoutingKey)
-		}
-	}()
+	if err := r.opt.Topology.Declare(raw); err != nil {
+		return err
+	}
 	// Early due messages wait in memory until due (< HoldMax); retries
 	// until their backoff ends (<= HoldRetry, plus slack for the trip).
 	due, err := r.consume(conn, r.opt.Topology.DueQueue(), "relay", broker.HoldMax)
@@ -320,7 +319,7 @@ func (r *Relay) session(ctx context.Context) error {
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
 	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, jobs: make(chan job, r.opt.Prefetch),
-		ready: make(chan job, 2*r.opt.Prefetch), stop: make(chan struct{}), timer: map[*time.Timer]job{}}
+		ready: make(chan job, 2*r.opt.Prefetch), stop: make(chan struct{}), broken: make(chan error, 1), timer: map[*time.Timer]job{}}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
@@ -351,6 +350,9 @@ loop:
 			} else {
 				sessErr = errors.New("connection closed")
 			}
+			break loop
+		case err := <-s.broken:
+			sessErr = err
 			break loop
 		case d, ok := <-due.deliveries:
 			if !ok {
@@ -500,8 +502,7 @@ func (s *session) republish(j job, m broker.Message, retry bool, counters ...*at
 	wait, err := publish(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	if err != nil {
 		cancel()
-		s.log(j.d, m).Warn("re-publish failed; message stays in the queue", "error", err.Error())
-		j.c.ack.requeue(j.d.DeliveryTag)
+		s.unpublished(j, m, "re-publish", err)
 		return
 	}
 	r.Metrics.InFlight.Add(1)
@@ -509,8 +510,7 @@ func (s *session) republish(j job, m broker.Message, retry bool, counters ...*at
 		defer cancel()
 		defer r.Metrics.InFlight.Add(-1)
 		if err := wait(ctx); err != nil {
-			s.log(j.d, m).Warn("re-publish not confirmed; message stays in the queue", "error", err.Error())
-			j.c.ack.requeue(j.d.DeliveryTag)
+			s.unpublished(j, m, "re-publish", err)
 			return
 		}
 		for _, c := range counters {
@@ -532,13 +532,26 @@ func (s *session) settle(j job, m broker.Message, reason string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
 	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
-		s.log(j.d, m).Warn("dead-letter not confirmed; message stays in the queue", "error", err.Error())
-		j.c.ack.requeue(d.DeliveryTag)
+		s.unpublished(j, m, "dead-letter", err)
 		return
 	}
 	r.Metrics.DeadLettered.Add(1)
 	s.log(j.d, m).Error("message dead-lettered", "reason", reason)
 	j.c.ack.ack(d.DeliveryTag)
+}
+
+// unpublished returns j to its queue after its copy (what) was not
+// confirmed. A copy the broker returned unroutable means the topology lost
+// a queue or binding: the session ends, and the next one declares it again.
+func (s *session) unpublished(j job, m broker.Message, what string, err error) {
+	s.log(j.d, m).Warn(what+" not confirmed; message stays in the queue", "error", err.Error())
+	j.c.ack.requeue(j.d.DeliveryTag)
+	if errors.Is(err, broker.ErrReturned) {
+		select {
+		case s.broken <- fmt.Errorf("topology incomplete: %w", err):
+		default:
+		}
+	}
 }
 
 // backoff is exponential with jitter: a uniform pick in [d/2, d] where d

@@ -288,6 +288,51 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 	}
 }
 
+// A tier queue deleted under a running relay: the relay's hop into it comes
+// back unroutable, the message stays in the due queue (it is not counted as
+// moved), the relay reconnects and declares the topology again, and the
+// timer still fires on time.
+func TestRelayRedeclaresLostTier(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	r, _ := e.run(relay.Options{Concurrency: 4}, s.srv.URL)
+	waitFor(t, 10*time.Second, "the relay to connect", r.Metrics.Connected.Load)
+	due := time.Now().Add(6 * time.Second)
+	_, tier := e.topo.Route(5 * time.Second)
+	c, err := amqp.Dial(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(tier, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	// Straight into the due queue, so the relay itself must hop it to the
+	// deleted tier.
+	m := events.Timeout("lost-tier", due, time.Now(), "")
+	if err := ch.Publish(e.topo.HopExchange(), "", false, false, m.Publishing(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the timer", func() bool { return s.distinct() == 1 })
+	s.mu.Lock()
+	at := s.firstT[m.ID]
+	s.mu.Unlock()
+	if late := at.Sub(due); late < 0 || late > time.Second {
+		t.Fatalf("timer delivered %v after its due time", late)
+	}
+	if r.Metrics.Reconnects.Load() < 1 {
+		t.Fatalf("the relay did not start a new session after the return")
+	}
+	if _, err := ch.QueueDeclarePassive(tier, true, false, false, false, nil); err != nil {
+		t.Fatalf("tier %s not declared again: %v", tier, err)
+	}
+}
+
 // The relay is a separate process killed with SIGKILL mid-stream; after a
 // restart every message is delivered (duplicates allowed, counted).
 func TestRelayKilledMidStream(t *testing.T) {
