@@ -19,6 +19,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
@@ -29,7 +30,7 @@ var spans = tracetest.NewSpanRecorder()
 var metrics = sdkmetric.NewManualReader()
 
 func TestMain(m *testing.M) {
-	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)))
+	telemetry.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), true)
 	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(metrics)))
 	os.Exit(testenv.Main(m))
 }

@@ -2,103 +2,12 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// Message is one delayed message.
-type Message struct {
-	ID        string // stable; becomes the CloudEvent id, so receivers can dedupe
-	Type      string // CloudEvent type
-	Subject   string // order id
-	Data      []byte // JSON
-	DueAt     time.Time
-	CreatedAt time.Time
-	Attempt   int
-	Trace     string // W3C traceparent, optional
-	Reason    string // dead-letter reason, optional
-}
-
-// ErrNotConfirmed means the broker did not confirm a publish (nacked, or the
-// connection failed before the confirm arrived): the message may be lost.
-var ErrNotConfirmed = errors.New("publish not confirmed by the broker")
-
-// Publishing builds the AMQP publishing for m.
-func (m Message) Publishing(now time.Time) amqp.Publishing {
-	h := amqp.Table{
-		HeaderDueAt:   ceilMilli(m.DueAt),
-		HeaderAttempt: int32(m.Attempt),
-		HeaderType:    m.Type,
-		HeaderSubject: m.Subject,
-	}
-	if !m.CreatedAt.IsZero() {
-		h[HeaderFirstSeen] = m.CreatedAt.UnixMilli()
-	}
-	if m.Trace != "" {
-		h[HeaderTrace] = m.Trace
-	}
-	if m.Reason != "" {
-		h[HeaderReason] = m.Reason
-	}
-	return amqp.Publishing{
-		Headers:      h,
-		ContentType:  "application/json",
-		DeliveryMode: amqp.Persistent,
-		MessageId:    m.ID,
-		Timestamp:    now,
-		Body:         m.Data,
-	}
-}
-
-// FromDelivery reads a message back from a delivery.
-func FromDelivery(d amqp.Delivery) (Message, error) {
-	m := Message{ID: d.MessageId, Data: d.Body}
-	due, ok := toInt64(d.Headers[HeaderDueAt])
-	if !ok {
-		return m, fmt.Errorf("header %s missing or not an integer", HeaderDueAt)
-	}
-	m.DueAt = time.UnixMilli(due).UTC()
-	if a, ok := toInt64(d.Headers[HeaderAttempt]); ok {
-		m.Attempt = int(a)
-	}
-	if c, ok := toInt64(d.Headers[HeaderFirstSeen]); ok {
-		m.CreatedAt = time.UnixMilli(c).UTC()
-	}
-	m.Type, _ = d.Headers[HeaderType].(string)
-	m.Subject, _ = d.Headers[HeaderSubject].(string)
-	m.Trace, _ = d.Headers[HeaderTrace].(string)
-	m.Reason, _ = d.Headers[HeaderReason].(string)
-	if m.ID == "" || m.Type == "" {
-		return m, fmt.Errorf("message id or %s missing", HeaderType)
-	}
-	return m, nil
-}
-
-func toInt64(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return x, true
-	case int32:
-		return int64(x), true
-	case int:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case uint8:
-		return int64(x), true
-	case uint16:
-		return int64(x), true
-	case uint32:
-		return int64(x), true
-	}
-	return 0, false
-}
 
 // PublishOn publishes m on ch to where it must go next and waits until the
 // broker confirmed it (and did not return it).
@@ -113,7 +22,7 @@ func PublishOn(ctx context.Context, ch *Channel, t Topology, m Message, now time
 // PublishAsync publishes m on ch to where it must go next and returns a
 // function that waits for the broker's confirm.
 func PublishAsync(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
-	p := m.Publishing(now)
+	p := m.Publishing()
 	ex, key := t.Route(m.DueAt.Sub(now))
 	if ex == t.PluginExchange() {
 		// The plugin routes only when the delay is over, so it returns
@@ -128,14 +37,14 @@ func PublishAsync(ctx context.Context, ch *Channel, t Topology, m Message, now t
 // PublishRetryAsync publishes m on ch to the retry queue, whose consumer
 // holds it until m.DueAt, and returns a function that waits for the
 // broker's confirm.
-func PublishRetryAsync(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
-	return ch.publish(ctx, "", t.RetryQueue(), true, m.ID, m.Publishing(now))
+func PublishRetryAsync(ctx context.Context, ch *Channel, t Topology, m Message) (func(context.Context) error, error) {
+	return ch.publish(ctx, "", t.RetryQueue(), true, m.ID, m.Publishing())
 }
 
 // PublishDead puts m on the dead-letter queue with a reason.
-func PublishDead(ctx context.Context, ch *Channel, t Topology, m Message, reason string, now time.Time) error {
+func PublishDead(ctx context.Context, ch *Channel, t Topology, m Message, reason string) error {
 	m.Reason = reason
-	if err := ch.wait(ctx, "", t.DeadQueue(), true, m.ID, m.Publishing(now)); err != nil {
+	if err := ch.wait(ctx, "", t.DeadQueue(), true, m.ID, m.Publishing()); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
 	return nil
@@ -216,14 +125,4 @@ func (p *Publisher) Close() error {
 	defer p.mu.Unlock()
 	p.closeLocked()
 	return nil
-}
-
-// ceilMilli rounds up to the millisecond, so a due time read back from the
-// header is never before the real one (a timer must never fire early).
-func ceilMilli(t time.Time) int64 {
-	ms := t.UnixMilli()
-	if time.UnixMilli(ms).Before(t) {
-		ms++
-	}
-	return ms
 }

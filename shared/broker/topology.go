@@ -22,17 +22,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Header names carried by every message.
-const (
-	HeaderDueAt     = "x-due-at"      // int64 unix milliseconds
-	HeaderAttempt   = "x-attempt"     // int32 delivery attempts so far
-	HeaderType      = "ce-type"       // CloudEvent type
-	HeaderSubject   = "ce-subject"    // order id
-	HeaderReason    = "x-dead-reason" // why it was dead-lettered
-	HeaderTrace     = "traceparent"   // W3C trace context
-	HeaderFirstSeen = "x-created-at"  // int64 unix ms when first published
-)
-
 // Modes.
 const (
 	ModeLadder = "ladder"

@@ -93,7 +93,7 @@ func (e *benchEnv) preload(n int, due func(i int) time.Time) {
 	for i := range n {
 		m := events.Timeout(fmt.Sprintf("b%07d", i), due(i), now, "")
 		ex, key := e.topo.Route(m.DueAt.Sub(time.Now()))
-		if err := ch.PublishWithContext(context.Background(), ex, key, false, false, m.Publishing(now)); err != nil {
+		if err := ch.PublishWithContext(context.Background(), ex, key, false, false, m.Publishing()); err != nil {
 			e.b.Fatal(err)
 		}
 	}

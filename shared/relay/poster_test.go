@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -114,5 +115,46 @@ func TestPosterReconnectsAfterIdleClose(t *testing.T) {
 	post()
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("%d connections after Connection: close, want 3", n)
+	}
+}
+
+// A target that does not answer fails the post after the timeout (at most a
+// tenth of it early), also on a connection that sat idle longer than the
+// timeout after its last answer: its deadline moves on with each request.
+func TestPosterTimesOut(t *testing.T) {
+	var n atomic.Int64
+	silent := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 3 {
+			<-silent
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	defer close(silent)
+	const timeout = 300 * time.Millisecond
+	p, err := newPoster(srv.URL, timeout, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wc *wconn
+	defer func() { wc.close() }()
+	m := events.Timeout("o-1", time.Now(), time.Now(), "")
+	for i := range 2 {
+		if status, _, err := p.post(context.Background(), &wc, m); err != nil || status != 200 {
+			t.Fatalf("post %d: %d %v", i, status, err)
+		}
+		time.Sleep(timeout + 100*time.Millisecond) // idle past the last deadline
+	}
+	start := time.Now()
+	_, _, err = p.post(context.Background(), &wc, m)
+	took := time.Since(start)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("post to a silent target: %v, want a timeout", err)
+	}
+	if took < timeout-timeout/10 || took > 3*timeout {
+		t.Fatalf("timed out after %v, want about %v", took, timeout)
 	}
 }

@@ -175,12 +175,13 @@ type consumer struct {
 // acker's wait, so a retry rarely breaks a run of batched acks.
 const inlineRetry = 100 * time.Millisecond
 
-// job is a delivery with its message, read once when it arrives, and the
-// consumer it came from.
+// job is a delivery's tag and its message, read once when it arrives, and
+// the consumer it came from. It keeps nothing else of the delivery: jobs
+// are copied through channels and wait in memory by the thousand.
 type job struct {
-	d     amqp.Delivery
-	m     broker.Message
-	err   error // the message could not be read
+	tag   uint64
+	m     broker.Message // ID and Data are set even when err is
+	err   error          // the message could not be read
 	c     *consumer
 	since time.Time // when a worker first took it
 }
@@ -195,7 +196,7 @@ func (s *session) hold(j job, wait time.Duration) {
 	if s.done {
 		// Shutting down: back to the queue now, never onto the closed
 		// work queue later.
-		j.c.ack.requeue(j.d.DeliveryTag)
+		j.c.ack.requeue(j.tag)
 		s.r.Metrics.InFlight.Add(-1)
 		return
 	}
@@ -215,7 +216,7 @@ func (s *session) hold(j job, wait time.Duration) {
 		select {
 		case s.ready <- j:
 		case <-s.stop:
-			j.c.ack.requeue(j.d.DeliveryTag)
+			j.c.ack.requeue(j.tag)
 			s.r.Metrics.InFlight.Add(-1)
 		}
 	})
@@ -256,7 +257,7 @@ func (s *session) release() {
 	for t, j := range s.timer {
 		if t.Stop() {
 			delete(s.timer, t)
-			j.c.ack.requeue(j.d.DeliveryTag)
+			j.c.ack.requeue(j.tag)
 			s.r.Metrics.InFlight.Add(-1)
 			s.r.Metrics.Held.Add(-1)
 			s.held.Done()
@@ -272,13 +273,9 @@ func (s *session) dispatch(c *consumer, d amqp.Delivery) {
 	if d.Redelivered {
 		s.r.Metrics.Redelivered.Add(1)
 	}
-	j := job{d: d, c: c}
+	j := job{tag: d.DeliveryTag, c: c}
 	j.m, j.err = broker.FromDelivery(d)
 	if j.err == nil {
-		// The message holds all it needs from the headers: drop the table
-		// (a map and a boxed value per entry), the larger part of a
-		// message waiting in memory.
-		j.d.Headers = nil
 		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < c.hold {
 			s.hold(j, wait)
 			return
@@ -406,8 +403,8 @@ func (r *Relay) consume(conn *amqp.Connection, queue, tag string, hold time.Dura
 
 // log is the logger for one message. It is built only on the paths that
 // log: slog's With costs more than the rest of a delivery.
-func (s *session) log(d amqp.Delivery, m broker.Message) *slog.Logger {
-	return s.r.opt.Log.With("message_id", d.MessageId, "order_id", m.Subject, "type", m.Type)
+func (s *session) log(m broker.Message) *slog.Logger {
+	return s.r.opt.Log.With("message_id", m.ID, "order_id", m.Subject, "type", m.Type)
 }
 
 var producer = trace.WithSpanKind(trace.SpanKindProducer)
@@ -420,7 +417,7 @@ func (s *session) handle(wc **wconn, j job) {
 	if j.since.IsZero() {
 		j.since = time.Now()
 	}
-	d, m, err, ack := j.d, j.m, j.err, j.c.ack
+	m, err, ack := j.m, j.err, j.c.ack
 	if err != nil {
 		s.settle(j, m, "malformed message: "+err.Error())
 		return
@@ -439,12 +436,19 @@ func (s *session) handle(wc **wconn, j job) {
 		r.Metrics.ObserveLateness(r.opt.Now().Sub(m.DueAt))
 	}
 	// The delivery continues the trace the message carries (from the
-	// create), and hands it on in the CloudEvent.
-	ctx, span := telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, producer)
-	out := m // the event carries the delivery span; the message keeps the create's trace for its retries
-	out.Trace = telemetry.Inject(ctx)
+	// create), and hands it on in the CloudEvent: with a span of its own
+	// when spans are recorded, else the message's trace context as it is
+	// (a span nobody records costs a tenth of a delivery's CPU).
+	ctx, out := s.ctx, m // the message keeps the create's trace for its retries
+	var span trace.Span
+	if telemetry.Recording() {
+		ctx, span = telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, producer)
+		out.Trace = telemetry.Inject(ctx)
+	}
 	status, detail, err := r.poster.post(ctx, wc, out)
-	span.End()
+	if span != nil {
+		span.End()
+	}
 	if errors.Is(err, errHeader) {
 		s.settle(j, m, "malformed message: "+err.Error())
 		return
@@ -452,7 +456,7 @@ func (s *session) handle(wc **wconn, j job) {
 	switch {
 	case err == nil && status/100 == 2:
 		r.Metrics.Delivered.Add(1)
-		ack.ack(d.DeliveryTag)
+		ack.ack(j.tag)
 		return
 	case err == nil && status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
 		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail))
@@ -469,7 +473,7 @@ func (s *session) handle(wc **wconn, j job) {
 	}
 	wait := r.backoff(m.Attempt)
 	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
-		s.log(d, m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
+		s.log(m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
 	m.DueAt = r.opt.Now().Add(wait)
 	if time.Since(j.since)+wait <= inlineRetry {
@@ -495,11 +499,13 @@ func (s *session) handle(wc **wconn, j job) {
 func (s *session) republish(j job, m broker.Message, retry bool, counters ...*atomic.Int64) {
 	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
-	publish := broker.PublishAsync
+	var wait func(context.Context) error
+	var err error
 	if retry {
-		publish = broker.PublishRetryAsync
+		wait, err = broker.PublishRetryAsync(ctx, s.pub, r.opt.Topology, m)
+	} else {
+		wait, err = broker.PublishAsync(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	}
-	wait, err := publish(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	if err != nil {
 		cancel()
 		s.unpublished(j, m, "re-publish", err)
@@ -516,36 +522,30 @@ func (s *session) republish(j job, m broker.Message, retry bool, counters ...*at
 		for _, c := range counters {
 			c.Add(1)
 		}
-		j.c.ack.ack(j.d.DeliveryTag)
+		j.c.ack.ack(j.tag)
 	}()
 }
 
 // settle dead-letters a message with a reason, then acks it.
 func (s *session) settle(j job, m broker.Message, reason string) {
-	r, d := s.r, j.d
-	if m.ID == "" {
-		m.ID = d.MessageId
-	}
-	if m.Data == nil {
-		m.Data = d.Body
-	}
+	r := s.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	defer cancel()
-	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason, r.opt.Now()); err != nil {
+	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason); err != nil {
 		s.unpublished(j, m, "dead-letter", err)
 		return
 	}
 	r.Metrics.DeadLettered.Add(1)
-	s.log(j.d, m).Error("message dead-lettered", "reason", reason)
-	j.c.ack.ack(d.DeliveryTag)
+	s.log(m).Error("message dead-lettered", "reason", reason)
+	j.c.ack.ack(j.tag)
 }
 
 // unpublished returns j to its queue after its copy (what) was not
 // confirmed. A copy the broker returned unroutable means the topology lost
 // a queue or binding: the session ends, and the next one declares it again.
 func (s *session) unpublished(j job, m broker.Message, what string, err error) {
-	s.log(j.d, m).Warn(what+" not confirmed; message stays in the queue", "error", err.Error())
-	j.c.ack.requeue(j.d.DeliveryTag)
+	s.log(m).Warn(what+" not confirmed; message stays in the queue", "error", err.Error())
+	j.c.ack.requeue(j.tag)
 	if errors.Is(err, broker.ErrReturned) {
 		select {
 		case s.broken <- fmt.Errorf("topology incomplete: %w", err):

@@ -191,8 +191,8 @@ func TestRefusedMessageIsDeadLettered(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("dead queue empty: %v", err)
 	}
-	if reason, _ := d.Headers[broker.HeaderReason].(string); reason == "" || d.Headers[broker.HeaderSubject] != "bad-0" {
-		t.Fatalf("dead letter headers %v", d.Headers)
+	if m, err := broker.FromDelivery(d); err != nil || m.Reason == "" || m.Subject != "bad-0" {
+		t.Fatalf("dead letter: %+v, %v (headers %v)", m, err, d.Headers)
 	}
 }
 
@@ -315,7 +315,7 @@ func TestRelayRedeclaresLostTier(t *testing.T) {
 	// Straight into the due queue, so the relay itself must hop it to the
 	// deleted tier.
 	m := events.Timeout("lost-tier", due, time.Now(), "")
-	if err := ch.Publish(e.topo.HopExchange(), "", false, false, m.Publishing(time.Now())); err != nil {
+	if err := ch.Publish(e.topo.HopExchange(), "", false, false, m.Publishing()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "the timer", func() bool { return s.distinct() == 1 })

@@ -33,7 +33,7 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 	s.release()
 	close(s.jobs)
 	r.Metrics.InFlight.Add(1) // the delivery being held
-	s.hold(job{d: amqp.Delivery{DeliveryTag: 7}, c: c}, time.Millisecond)
+	s.hold(job{tag: 7, c: c}, time.Millisecond)
 	s.mu.Lock()
 	armed := len(s.timer)
 	s.mu.Unlock()

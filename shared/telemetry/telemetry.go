@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mexporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/metric"
@@ -39,6 +40,20 @@ const Name = "github.com/ordertimeout/ordertimeout"
 func init() {
 	// Propagation works even before Setup, and in tests.
 	otel.SetTextMapPropagator(propagation.TraceContext{})
+}
+
+var recording atomic.Bool
+
+// Recording reports whether Setup installed an exporter, i.e. whether spans
+// are recorded at all. A hot path may skip its span when they are not (the
+// trace context it was handed still propagates).
+func Recording() bool { return recording.Load() }
+
+// SetTracerProvider installs tp as the global tracer provider; records
+// says whether its spans go anywhere (Recording).
+func SetTracerProvider(tp trace.TracerProvider, records bool) {
+	otel.SetTracerProvider(tp)
+	recording.Store(records)
 }
 
 // Setup installs the global tracer provider for exporter. The returned
@@ -67,7 +82,7 @@ func Setup(exporter, project string) (func(context.Context) error, error) {
 		return nil, fmt.Errorf("trace exporter %q: want none, stdout or gcp", exporter)
 	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler))...)
-	otel.SetTracerProvider(tp)
+	SetTracerProvider(tp, len(opts) > 0)
 	if exporter != ExportGCP {
 		return tp.Shutdown, nil
 	}
