@@ -142,13 +142,16 @@ type session struct {
 	pub   *broker.Channel
 	due   *consumer
 	retry *consumer
-	jobs  chan job // deliveries in arrival order
 	ready chan job // held messages whose wait is over: they go first
 	stop  chan struct{}
-	// broken gets the first publish the broker returned unroutable: the
-	// topology lost a queue or binding, and the next session declares it
-	// again.
-	broken chan error
+	// released is closed once release has run: no held message will be
+	// added to ready any more, and workers take no new deliveries.
+	released chan struct{}
+	// failed gets the first reason the session must end: a consumer's
+	// deliveries ended (cancelled by the broker, channel or connection
+	// closed), or a publish the broker returned unroutable (the topology
+	// lost a queue or binding; the next session declares it again).
+	failed chan error
 	mu     sync.Mutex
 	timer  map[*time.Timer]job
 	done   bool // set by release: no more holds
@@ -223,29 +226,65 @@ func (s *session) hold(j job, wait time.Duration) {
 	s.timer[t] = j
 }
 
+// feeds are one worker's views of the two consumers' deliveries; a worker
+// drops a feed once it has seen it end.
+type feeds struct {
+	due, retry <-chan amqp.Delivery
+}
+
 // next returns the next job for a worker: a held message whose wait is
 // over before any new delivery, since its tag holds back the batched acks
-// of the deliveries after it. It reports false once jobs is closed and
-// drained (release has run by then: nothing is added to ready any more).
-func (s *session) next() (job, bool) {
-	select {
-	case j := <-s.ready:
-		return j, true
-	default:
-	}
-	select {
-	case j := <-s.ready:
-		return j, true
-	case j, ok := <-s.jobs:
-		if ok {
+// of the deliveries after it. Workers take deliveries straight from the
+// consumers (reading and holding them too): one goroutine hand-off less
+// per message than a dispatcher in between. next reports false once
+// release has run and ready is empty; deliveries the worker did not take
+// go back to their queue when the connection closes.
+func (s *session) next(f *feeds) (job, bool) {
+	for {
+		select {
+		case j := <-s.ready:
+			return j, true
+		default:
+		}
+		var d amqp.Delivery
+		var ok bool
+		var c *consumer
+		select {
+		case j := <-s.ready:
+			return j, true
+		case <-s.released:
+			select {
+			case j := <-s.ready:
+				return j, true
+			default:
+				return job{}, false
+			}
+		case d, ok = <-f.due:
+			c = s.due
+			if !ok {
+				f.due = nil
+			}
+		case d, ok = <-f.retry:
+			c = s.retry
+			if !ok {
+				f.retry = nil
+			}
+		}
+		if !ok {
+			s.fail(fmt.Errorf("consumer of %s ended (cancelled by the broker, or its channel closed)", c.queue))
+			continue
+		}
+		if j, now := s.dispatch(c, d); now {
 			return j, true
 		}
 	}
+}
+
+// fail ends the session with err, unless it is ending already.
+func (s *session) fail(err error) {
 	select {
-	case j := <-s.ready:
-		return j, true
+	case s.failed <- err:
 	default:
-		return job{}, false
 	}
 }
 
@@ -265,10 +304,12 @@ func (s *session) release() {
 	}
 	s.mu.Unlock()
 	s.held.Wait()
+	close(s.released)
 }
 
-// dispatch takes a delivery from c.
-func (s *session) dispatch(c *consumer, d amqp.Delivery) {
+// dispatch takes a delivery from c: a job to handle now, or (false) held
+// until its time comes.
+func (s *session) dispatch(c *consumer, d amqp.Delivery) (job, bool) {
 	s.r.Metrics.InFlight.Add(1)
 	if d.Redelivered {
 		s.r.Metrics.Redelivered.Add(1)
@@ -278,10 +319,10 @@ func (s *session) dispatch(c *consumer, d amqp.Delivery) {
 	if j.err == nil {
 		if wait := j.m.DueAt.Sub(s.r.opt.Now()); wait > 0 && wait < c.hold {
 			s.hold(j, wait)
-			return
+			return job{}, false
 		}
 	}
-	s.jobs <- j
+	return j, true
 }
 
 func (r *Relay) session(ctx context.Context) error {
@@ -315,8 +356,8 @@ func (r *Relay) session(ctx context.Context) error {
 	r.Metrics.Connected.Store(true)
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
-	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, jobs: make(chan job, r.opt.Prefetch),
-		ready: make(chan job, 2*r.opt.Prefetch), stop: make(chan struct{}), broken: make(chan error, 1), timer: map[*time.Timer]job{}}
+	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
+		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*time.Timer]job{}}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
@@ -325,8 +366,9 @@ func (r *Relay) session(ctx context.Context) error {
 			defer workers.Done()
 			var wc *wconn
 			defer func() { wc.close() }()
+			f := feeds{due: due.deliveries, retry: retry.deliveries}
 			for {
-				j, ok := s.next()
+				j, ok := s.next(&f)
 				if !ok {
 					return
 				}
@@ -348,21 +390,9 @@ loop:
 				sessErr = errors.New("connection closed")
 			}
 			break loop
-		case err := <-s.broken:
+		case err := <-s.failed:
 			sessErr = err
 			break loop
-		case d, ok := <-due.deliveries:
-			if !ok {
-				sessErr = fmt.Errorf("consumer of %s cancelled by the broker", due.queue)
-				break loop
-			}
-			s.dispatch(due, d)
-		case d, ok := <-retry.deliveries:
-			if !ok {
-				sessErr = fmt.Errorf("consumer of %s cancelled by the broker", retry.queue)
-				break loop
-			}
-			s.dispatch(retry, d)
 		}
 	}
 
@@ -371,7 +401,6 @@ loop:
 	_ = due.ch.Cancel(due.tag, false)
 	_ = retry.ch.Cancel(retry.tag, false)
 	s.release()
-	close(s.jobs)
 	done := make(chan struct{})
 	go func() { workers.Wait(); close(done) }()
 	select {
@@ -547,10 +576,7 @@ func (s *session) unpublished(j job, m broker.Message, what string, err error) {
 	s.log(m).Warn(what+" not confirmed; message stays in the queue", "error", err.Error())
 	j.c.ack.requeue(j.tag)
 	if errors.Is(err, broker.ErrReturned) {
-		select {
-		case s.broken <- fmt.Errorf("topology incomplete: %w", err):
-		default:
-		}
+		s.fail(fmt.Errorf("topology incomplete: %w", err))
 	}
 }
 

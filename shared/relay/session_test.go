@@ -9,8 +9,8 @@ import (
 )
 
 // A message held while the session is draining goes back to the queue at
-// once; it never lands on the closed work queue later (that was a "send on
-// closed channel" panic).
+// once; it never lands on the work queue after the workers left (with the
+// old closed work queue, that was a "send on closed channel" panic).
 func TestHoldAfterReleaseRequeues(t *testing.T) {
 	url := os.Getenv("AMQP_URL")
 	if url == "" {
@@ -27,11 +27,9 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
 	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames), hold: time.Second}
-	s := &session{r: r, due: c, retry: c, jobs: make(chan job, 1),
-		stop: make(chan struct{}), timer: map[*time.Timer]job{}}
+	s := &session{r: r, due: c, retry: c, stop: make(chan struct{}), released: make(chan struct{}), timer: map[*time.Timer]job{}}
 	defer c.ack.close()
 	s.release()
-	close(s.jobs)
 	r.Metrics.InFlight.Add(1) // the delivery being held
 	s.hold(job{tag: 7, c: c}, time.Millisecond)
 	s.mu.Lock()
