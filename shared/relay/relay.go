@@ -153,7 +153,7 @@ type session struct {
 	// lost a queue or binding; the next session declares it again).
 	failed chan error
 	mu     sync.Mutex
-	timer  map[*time.Timer]job
+	timer  map[*waiting]struct{}
 	done   bool // set by release: no more holds
 	held   sync.WaitGroup
 }
@@ -197,33 +197,43 @@ func (s *session) hold(j job, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done {
-		// Shutting down: back to the queue now, never onto the closed
-		// work queue later.
+		// Shutting down: back to the queue now, never onto ready after
+		// the workers left.
 		j.c.ack.requeue(j.tag)
 		s.r.Metrics.InFlight.Add(-1)
 		return
 	}
 	s.r.Metrics.Held.Add(1)
 	s.held.Add(1)
-	var t *time.Timer
-	t = time.AfterFunc(wait, func() {
-		s.mu.Lock()
-		_, ok := s.timer[t]
-		delete(s.timer, t)
-		s.mu.Unlock()
-		s.r.Metrics.Held.Add(-1)
-		defer s.held.Done()
-		if !ok {
-			return
-		}
-		select {
-		case s.ready <- j:
-		case <-s.stop:
-			j.c.ack.requeue(j.tag)
-			s.r.Metrics.InFlight.Add(-1)
-		}
-	})
-	s.timer[t] = j
+	w := &waiting{j: j} // the one copy of the job while it waits
+	w.t = time.AfterFunc(wait, func() { s.wake(w) })
+	s.timer[w] = struct{}{}
+}
+
+// waiting is a held job and its timer.
+type waiting struct {
+	j job
+	t *time.Timer
+}
+
+// wake hands a held job whose wait is over to the workers (or, when the
+// session is stopping, back to its queue), unless release took it first.
+func (s *session) wake(w *waiting) {
+	s.mu.Lock()
+	_, ok := s.timer[w]
+	delete(s.timer, w)
+	s.mu.Unlock()
+	s.r.Metrics.Held.Add(-1)
+	defer s.held.Done()
+	if !ok {
+		return
+	}
+	select {
+	case s.ready <- w.j:
+	case <-s.stop:
+		w.j.c.ack.requeue(w.j.tag)
+		s.r.Metrics.InFlight.Add(-1)
+	}
 }
 
 // feeds are one worker's views of the two consumers' deliveries; a worker
@@ -293,10 +303,10 @@ func (s *session) release() {
 	close(s.stop)
 	s.mu.Lock()
 	s.done = true
-	for t, j := range s.timer {
-		if t.Stop() {
-			delete(s.timer, t)
-			j.c.ack.requeue(j.tag)
+	for w := range s.timer {
+		if w.t.Stop() {
+			delete(s.timer, w)
+			w.j.c.ack.requeue(w.j.tag)
 			s.r.Metrics.InFlight.Add(-1)
 			s.r.Metrics.Held.Add(-1)
 			s.held.Done()
@@ -357,7 +367,7 @@ func (r *Relay) session(ctx context.Context) error {
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
 	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
-		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*time.Timer]job{}}
+		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*waiting]struct{}{}}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {

@@ -27,7 +27,7 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
 	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames), hold: time.Second}
-	s := &session{r: r, due: c, retry: c, stop: make(chan struct{}), released: make(chan struct{}), timer: map[*time.Timer]job{}}
+	s := &session{r: r, due: c, retry: c, stop: make(chan struct{}), released: make(chan struct{}), timer: map[*waiting]struct{}{}}
 	defer c.ack.close()
 	s.release()
 	r.Metrics.InFlight.Add(1) // the delivery being held
