@@ -18,16 +18,7 @@ import (
 // it as not published, and never mistake a routed publish for a returned
 // one, however many are in flight at once.
 func TestReturnedPublishIsNotConfirmed(t *testing.T) {
-	url := testenv.AMQPURL(t)
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	raw, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := testenv.AMQPChannel(t, testenv.AMQPURL(t))
 	queue := testenv.UniqueName("ot-returns")
 	if _, err := raw.QueueDeclare(queue, false, false, true, false, nil); err != nil {
 		t.Fatal(err)
@@ -123,15 +114,7 @@ func TestPublisherRedeclaresAfterReturn(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, tier := topo.Route(time.Minute)
-	conn, err := amqp.Dial(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	admin, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin := testenv.AMQPChannel(t, url)
 	if _, err := admin.QueueDelete(tier, false, false, false); err != nil {
 		t.Fatal(err)
 	}

@@ -107,15 +107,8 @@ func (e *env) publish(n int, due time.Time, prefix string) {
 
 func (e *env) queueLen(q string) int {
 	e.t.Helper()
-	c, err := amqp.Dial(e.url)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	ch := testenv.AMQPChannel(e.t, e.url)
+	defer ch.Close()
 	info, err := ch.QueueDeclarePassive(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 	if err != nil {
 		e.t.Fatal(err)
@@ -225,12 +218,7 @@ func TestRetryWaitsInRetryQueue(t *testing.T) {
 	if due, retry := e.queueLen(e.topo.DueQueue()), e.queueLen(e.topo.RetryQueue()); due != 0 || retry != 20 {
 		t.Fatalf("after stopping: %d in the due queue, %d in the retry queue; want 0 and 20", due, retry)
 	}
-	c, err := amqp.Dial(e.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, _ := c.Channel()
+	ch := testenv.AMQPChannel(t, e.url)
 	d, ok, err := ch.Get(e.topo.RetryQueue(), false)
 	if err != nil || !ok {
 		t.Fatalf("get from the retry queue: %v", err)
@@ -300,15 +288,7 @@ func TestRelayRedeclaresLostTier(t *testing.T) {
 	waitFor(t, 10*time.Second, "the relay to connect", r.Metrics.Connected.Load)
 	due := time.Now().Add(6 * time.Second)
 	_, tier := e.topo.Route(5 * time.Second)
-	c, err := amqp.Dial(e.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := testenv.AMQPChannel(t, e.url)
 	if _, err := ch.QueueDelete(tier, false, false, false); err != nil {
 		t.Fatal(err)
 	}

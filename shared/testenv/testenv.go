@@ -214,6 +214,22 @@ func AMQPURL(t testing.TB) string {
 	return ""
 }
 
+// AMQPChannel opens a connection and a channel to RabbitMQ at url for a
+// test's own checks; the connection closes when tb ends.
+func AMQPChannel(tb testing.TB, url string) *amqp.Channel {
+	tb.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		tb.Fatalf("RabbitMQ at %s: %v", url, err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Fatalf("open a channel: %v", err)
+	}
+	return ch
+}
+
 // FreePort asks the kernel for a free TCP port on 127.0.0.1.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
