@@ -477,7 +477,7 @@ func (s *session) handle(wc **wconn, j job) {
 	// The delivery continues the trace the message carries (from the
 	// create), and hands it on in the CloudEvent: with a span of its own
 	// when spans are recorded, else the message's trace context as it is
-	// (a span nobody records costs a tenth of a delivery's CPU).
+	// (a span nobody records cost ~4 % of a delivery's CPU).
 	ctx, out := s.ctx, m // the message keeps the create's trace for its retries
 	var span trace.Span
 	if telemetry.Recording() {
