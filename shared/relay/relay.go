@@ -54,7 +54,7 @@ func (o *Options) defaults() {
 		o.Concurrency = 64
 	}
 	if o.Prefetch < o.Concurrency {
-		o.Prefetch = max(o.Concurrency*8, 3000)
+		o.Prefetch = max(o.Concurrency*8, 5000)
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 20
