@@ -105,15 +105,18 @@ func (c *Channel) note(r amqp.Return) {
 	c.mu.Unlock()
 }
 
+// pass marks every tag up to tag as passed and wakes their waiters.
+// Confirms come in tag order, one per tag, so this looks at the new tags
+// only (not at every waiter: thousands wait during a burst of hops).
 func (c *Channel) pass(tag uint64) {
 	c.mu.Lock()
-	c.seen = max(c.seen, tag)
-	for t, w := range c.waiting {
-		if t <= tag {
+	for t := c.seen + 1; t <= tag; t++ {
+		if w, ok := c.waiting[t]; ok {
 			close(w)
 			delete(c.waiting, t)
 		}
 	}
+	c.seen = max(c.seen, tag)
 	c.mu.Unlock()
 }
 
