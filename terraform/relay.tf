@@ -91,7 +91,7 @@ resource "google_cloud_run_v2_service" "relay" {
       }
       env {
         name  = "RELAY_PREFETCH"
-        value = "2000"
+        value = "5000"
       }
       env {
         name  = "RELAY_MAX_ATTEMPTS"
