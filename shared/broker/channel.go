@@ -49,9 +49,6 @@ func NewChannel(ch *amqp.Channel) (*Channel, error) {
 	return c, nil
 }
 
-// AMQP is the underlying channel (to declare the topology on it).
-func (c *Channel) AMQP() *amqp.Channel { return c.ch }
-
 // IsClosed reports whether the channel is closed.
 func (c *Channel) IsClosed() bool { return c.ch.IsClosed() }
 
