@@ -79,20 +79,20 @@ func createMany(t *testing.T, s *stack.Stack, n, items, users, timeoutS, paralle
 	return out
 }
 
-// unpaidOrders returns every stored order and how many are UNPAID.
-func unpaidOrders(t *testing.T, s *stack.Stack) ([]domain.Order, int) {
+// ordersIn returns every stored order and how many are in status.
+func ordersIn(t *testing.T, s *stack.Stack, status domain.OrderStatus) ([]domain.Order, int) {
 	t.Helper()
 	orders, err := s.Store.AllOrders(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	unpaid := 0
+	n := 0
 	for _, o := range orders {
-		if o.Status == domain.OrderUnpaid {
-			unpaid++
+		if o.Status == status {
+			n++
 		}
 	}
-	return orders, unpaid
+	return orders, n
 }
 
 // quiesce waits until no order is UNPAID.
@@ -100,7 +100,7 @@ func quiesce(t *testing.T, s *stack.Stack, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		_, unpaid := unpaidOrders(t, s)
+		_, unpaid := ordersIn(t, s, domain.OrderUnpaid)
 		if unpaid == 0 {
 			return
 		}
@@ -195,16 +195,7 @@ func TestRelayKilledDuringDeadlineBurst(t *testing.T) {
 	}
 	cmd := start()
 	cancelled := func() int {
-		all, err := s.Store.AllOrders(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, o := range all {
-			if o.Status == domain.OrderCancelled {
-				n++
-			}
-		}
+		_, n := ordersIn(t, s, domain.OrderCancelled)
 		return n
 	}
 	deadline := time.Now().Add(90 * time.Second)

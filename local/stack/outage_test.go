@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
@@ -63,7 +64,7 @@ func TestOutageBrokerDownDuringCreates(t *testing.T) {
 		if _, err := s.Sweeper.Run(context.Background()); err != nil {
 			t.Logf("sweep: %v", err)
 		}
-		orders, unpaid := unpaidOrders(t, s)
+		orders, unpaid := ordersIn(t, s, domain.OrderUnpaid)
 		if unpaid == 0 {
 			if len(orders) != created {
 				t.Fatalf("%d orders stored, %d creates answered 201", len(orders), created)
