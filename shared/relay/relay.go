@@ -154,7 +154,6 @@ type session struct {
 	failed chan error
 	mu     sync.Mutex
 	timer  map[*waiting]struct{}
-	done   bool // set by release: no more holds
 	held   sync.WaitGroup
 }
 
@@ -196,12 +195,14 @@ type job struct {
 func (s *session) hold(j job, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
+	select {
+	case <-s.stop:
 		// Shutting down: back to the queue now, never onto ready after
 		// the workers left.
 		j.c.ack.requeue(j.tag)
 		s.r.Metrics.InFlight.Add(-1)
 		return
+	default:
 	}
 	s.r.Metrics.Held.Add(1)
 	s.held.Add(1)
@@ -300,9 +301,8 @@ func (s *session) fail(err error) {
 
 // release returns every waiting message to the queue.
 func (s *session) release() {
-	close(s.stop)
+	close(s.stop) // no more holds: hold checks stop under mu
 	s.mu.Lock()
-	s.done = true
 	for w := range s.timer {
 		if w.t.Stop() {
 			delete(s.timer, w)
