@@ -3,7 +3,7 @@
 // Default ("ladder") mode needs no plugin: a ladder of quorum queues whose
 // queue-level TTLs are 250 ms × 2^k (k = 4..27: 4 s to about 388 days)
 // dead-letter, at least once, into one "due" queue. A message carries its
-// absolute due time in the x-due-at header; the relay takes it from the due
+// absolute due time in its x-ot header; the relay takes it from the due
 // queue and, while it is not yet due, publishes it to the longest tier that
 // does not overshoot; the last 4 s it waits in the relay's memory. Each
 // queue holds one TTL, so short delays never wait behind long ones, and the

@@ -20,7 +20,7 @@ type Metrics struct {
 	AckFrames    atomic.Int64 // ack frames sent (one may ack many messages)
 	Redelivered  atomic.Int64 // deliveries the broker marked as redelivered
 	InFlight     atomic.Int64 // taken from the broker, not yet acked
-	Held         atomic.Int64 // waiting in memory: due within 2 s, or a retry's backoff
+	Held         atomic.Int64 // waiting in memory: due within broker.HoldMax, or a retry's backoff
 	Connected    atomic.Bool
 	Reconnects   atomic.Int64
 

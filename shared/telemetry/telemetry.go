@@ -103,7 +103,8 @@ const traceFlags = trace.FlagsSampled | trace.FlagsRandom
 
 // Inject returns the W3C traceparent of ctx's span, or "". It writes what
 // propagation.TraceContext writes (version 00, the defined flags), without
-// its per-call map; the relay calls it for every message.
+// its per-call map; the relay calls it for every message when spans are
+// recorded.
 func Inject(ctx context.Context) string {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
