@@ -46,16 +46,17 @@ import (
 const TokenExtension = "internaltoken"
 
 func init() {
-	var h *Handler
-	functions.CloudEvent("HandleTimeout", app.LazyEvent(func(ctx context.Context) error {
+	// Registered as an HTTP function that receives CloudEvents itself (see
+	// app.Events): functions-framework's CloudEvent wrapper can leave a
+	// request blocked for good when the relay cancels one.
+	functions.HTTP("HandleTimeout", app.Lazy(func(ctx context.Context) (http.Handler, error) {
 		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
 			config.EnvPayURL, config.EnvDeductStockURL)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		h = New(env.Decider(), env.Cfg, env.Log)
-		return nil
-	}, func(ctx context.Context, e cloudevents.Event) error { return h.Handle(ctx, e) }))
+		return New(env.Decider(), env.Cfg, env.Log).HTTPHandler(), nil
+	}))
 }
 
 // Handler decides the events.
@@ -151,15 +152,9 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	return nil
 }
 
-// HTTPHandler serves Handle over HTTP the way functions-framework does
-// (binary and structured CloudEvents), for tests and in-process stacks.
-func (h *Handler) HTTPHandler() (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, err
-	}
-	return cloudevents.NewHTTPReceiveHandler(context.Background(), p, h.Handle)
-}
+// HTTPHandler serves Handle over HTTP: binary and structured CloudEvents,
+// each answered in its request's goroutine.
+func (h *Handler) HTTPHandler() http.Handler { return app.Events(h.Handle) }
 
 func invalidMsg(err error) string {
 	var inv *domain.InvalidError

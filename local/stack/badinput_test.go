@@ -79,7 +79,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"event bad id", "POST", ht, `{"orderId":"a/b","deadline":"` + o.Deadline + `"}`, ce("orders.timeout.due.v1", ""), 400, "INVALID_ARGUMENT"},
 		{"event unknown type", "POST", ht, `{"orderId":"` + o.OrderID + `"}`, ce("orders.other.v1", ""), 400, "INVALID_ARGUMENT"},
 		{"event not json", "POST", ht, `nope`, ce("orders.timeout.due.v1", ""), 400, "INVALID_ARGUMENT"},
-		{"not an event", "POST", ht, `{"orderId":"` + o.OrderID + `"}`, nil, 415, ""},
+		{"not an event", "POST", ht, `{"orderId":"` + o.OrderID + `"}`, nil, 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"event as GET", "GET", ht, nil, ce("orders.timeout.due.v1", ""), 405, "METHOD_NOT_ALLOWED"},
 	}
 	for _, c := range cases {
 		r := s.Call(c.method, c.url, c.body, c.headers...)

@@ -189,11 +189,7 @@ func Start(t testing.TB, opt Options) *Stack {
 	ht := handletimeout.New(decider, cfg, log)
 	s.Sweeper = &sweeper.Sweeper{Find: st, Decider: decider, Grace: cfg.SweepGrace, SagaBudget: cfg.SweepSagaBudget, PageSize: 50, MaxPages: 20}
 	s.servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, internal))
-	ceHandler, err := ht.HTTPHandler()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.servers[HandleTimeout].handler = ceHandler
+	s.servers[HandleTimeout].handler = ht.HTTPHandler()
 	for name, srv := range s.servers {
 		if err := srv.start(); err != nil {
 			t.Fatalf("start %s: %v", name, err)

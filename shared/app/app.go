@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
@@ -129,29 +127,4 @@ func Serve(name string, log *slog.Logger, project string, next http.Handler) htt
 		}
 		next.ServeHTTP(w, r.WithContext(logging.With(ctx, l)))
 	})
-}
-
-// LazyEvent is Lazy for CloudEvent functions: build runs on first use (and
-// again after a failure, which answers 503 so the relay retries); then fn
-// handles the event.
-func LazyEvent(build func(context.Context) error, fn func(context.Context, cloudevents.Event) error) func(context.Context, cloudevents.Event) error {
-	var (
-		mu    sync.Mutex
-		built bool
-	)
-	return func(ctx context.Context, e cloudevents.Event) error {
-		mu.Lock()
-		if !built {
-			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := build(bctx)
-			cancel()
-			if err != nil {
-				mu.Unlock()
-				return cehttp.NewResult(http.StatusServiceUnavailable, "initialise: %v", err)
-			}
-			built = true
-		}
-		mu.Unlock()
-		return fn(ctx, e)
-	}
 }
