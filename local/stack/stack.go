@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -287,9 +288,22 @@ func (s *Stack) Restart(name string) {
 	}
 }
 
+// closeServers stops every function's server. A server waits for its
+// requests in flight; one stuck for a minute fails the test with every
+// goroutine's stack instead of hanging it until the package's timeout.
 func (s *Stack) closeServers() {
-	for name := range s.servers {
-		s.Stop(name)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for name := range s.servers {
+			s.Stop(name)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		buf := make([]byte, 1<<20)
+		s.T.Errorf("a function's server still has a request in flight a minute after it was told to stop:\n%s", buf[:runtime.Stack(buf, true)])
 	}
 }
 
