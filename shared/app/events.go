@@ -16,7 +16,8 @@ import (
 // Events serves fn as a CloudEvent receiver over HTTP: binary or structured
 // mode, one event per POST. fn answers the way a functions-framework
 // CloudEvent function does: nil is 200, a *cehttp.Result is its status with
-// its text as the body, any other error is 500.
+// its text (the contract's JSON error body) as the body, any other error is
+// 500 INTERNAL.
 //
 // Each request is decoded and answered in its own goroutine. The CloudEvents
 // SDK's receive handler (which functions-framework-go wraps every CloudEvent

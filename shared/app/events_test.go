@@ -117,9 +117,19 @@ func TestEventsSurviveCancelledRequests(t *testing.T) {
 }
 
 func TestEventsAnswers(t *testing.T) {
-	var got cloudevents.Event
+	var (
+		mu  sync.Mutex
+		got cloudevents.Event // the last event the handler saw
+	)
+	seen := func() cloudevents.Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return got
+	}
 	h := Events(func(ctx context.Context, e cloudevents.Event) error {
+		mu.Lock()
 		got = e
+		mu.Unlock()
 		switch e.Type() {
 		case "fail.v1":
 			return errors.New("db password is hunter2")
@@ -135,20 +145,22 @@ func TestEventsAnswers(t *testing.T) {
 		name, method, id, body string
 		headers                []string
 		status                 int
-		code                   string
+		code, message          string // message: a part of the error's message
 	}{
-		{"binary", "POST", "b1", `{"orderId":"o1"}`, nil, 200, ""},
-		{"structured", "POST", "", structured, []string{"Content-Type", "application/cloudevents+json"}, 200, ""},
-		{"not an event", "POST", "", `{"orderId":"o1"}`, nil, 415, "UNSUPPORTED_MEDIA_TYPE"},
-		{"no source", "POST", "b2", `{}`, []string{"ce-source", ""}, 400, "INVALID_ARGUMENT"},
-		{"bad structured", "POST", "", `{"specversion":`, []string{"Content-Type", "application/cloudevents+json"}, 400, "INVALID_ARGUMENT"},
-		{"too large", "POST", "b3", `"` + strings.Repeat("x", httpx.MaxBody) + `"`, nil, 400, "INVALID_ARGUMENT"},
-		{"GET", "GET", "b4", ``, nil, 405, "METHOD_NOT_ALLOWED"},
-		{"handler error", "POST", "b5", `{}`, []string{"ce-type", "fail.v1"}, 500, "INTERNAL"},
-		{"handler result", "POST", "b6", `{}`, []string{"ce-type", "retry.v1"}, 503, "UNAVAILABLE"},
+		{"binary", "POST", "b1", `{"orderId":"o1"}`, nil, 200, "", ""},
+		{"structured", "POST", "", structured, []string{"Content-Type", "application/cloudevents+json"}, 200, "", ""},
+		{"not an event", "POST", "", `{"orderId":"o1"}`, nil, 415, "UNSUPPORTED_MEDIA_TYPE", ""},
+		{"no source", "POST", "b2", `{}`, []string{"ce-source", ""}, 400, "INVALID_ARGUMENT", "source"},
+		{"bad structured", "POST", "", `{"specversion":`, []string{"Content-Type", "application/cloudevents+json"}, 400, "INVALID_ARGUMENT", ""},
+		{"too large", "POST", "b3", `"` + strings.Repeat("x", httpx.MaxBody) + `"`, nil, 400, "INVALID_ARGUMENT", "body larger than"},
+		{"GET", "GET", "b4", ``, nil, 405, "METHOD_NOT_ALLOWED", ""},
+		{"handler error", "POST", "b5", `{}`, []string{"ce-type", "fail.v1"}, 500, "INTERNAL", ""},
+		{"handler result", "POST", "b6", `{}`, []string{"ce-type", "retry.v1"}, 503, "UNAVAILABLE", ""},
 	}
 	for _, c := range cases {
+		mu.Lock()
 		got = cloudevents.Event{}
+		mu.Unlock()
 		req, err := postEvent(context.Background(), srv.URL, c.id, c.body, c.headers...)
 		if err != nil {
 			t.Fatal(err)
@@ -165,8 +177,8 @@ func TestEventsAnswers(t *testing.T) {
 			continue
 		}
 		if c.status == 200 {
-			if got.ID() == "" || string(got.Data()) != `{"orderId":"o1"}` {
-				t.Errorf("%s: the handler saw %v", c.name, got)
+			if e := seen(); e.ID() == "" || string(e.Data()) != `{"orderId":"o1"}` {
+				t.Errorf("%s: the handler saw %v", c.name, e)
 			}
 			continue
 		}
@@ -177,7 +189,10 @@ func TestEventsAnswers(t *testing.T) {
 		if strings.Contains(string(body), "hunter2") {
 			t.Errorf("%s: internal detail leaked: %s", c.name, body)
 		}
-		if c.status < 500 && c.status != 405 && got.ID() != "" {
+		if !strings.Contains(eb.Error.Message, c.message) {
+			t.Errorf("%s: message %q, want it to say %q", c.name, eb.Error.Message, c.message)
+		}
+		if c.status < 500 && seen().ID() != "" {
 			t.Errorf("%s: a refused request reached the handler", c.name)
 		}
 	}
