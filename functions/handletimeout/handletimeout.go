@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/app"
+	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/events"
@@ -41,8 +42,8 @@ import (
 
 // TokenExtension is the CloudEvent extension that carries the internal
 // shared secret in local/test mode (HTTP header ce-internaltoken in binary
-// mode). In production IAM lets only the relay's service account invoke
-// the function, and the extension is not used.
+// mode; the X-Internal-Token header is taken too). In production IAM lets
+// only the relay's service account invoke the function, and neither is used.
 const TokenExtension = "internaltoken"
 
 func init() {
@@ -99,6 +100,9 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	}
 	if h.secret != "" {
 		tok, _ := e.Extensions()[TokenExtension].(string)
+		if tok == "" {
+			tok, _ = ctx.Value(headerToken{}).(string)
+		}
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(h.secret)) != 1 {
 			log.Warn("event refused: missing or wrong internal token")
 			return result(http.StatusUnauthorized, "UNAUTHENTICATED", "missing or wrong "+TokenExtension+" extension")
@@ -152,9 +156,21 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	return nil
 }
 
+// headerToken is the context key of the request's X-Internal-Token header.
+type headerToken struct{}
+
 // HTTPHandler serves Handle over HTTP: binary and structured CloudEvents,
-// each answered in its request's goroutine.
-func (h *Handler) HTTPHandler() http.Handler { return app.Events(h.Handle) }
+// each answered in its request's goroutine. The internal secret may also
+// come as the X-Internal-Token header every other internal route takes.
+func (h *Handler) HTTPHandler() http.Handler {
+	events := app.Events(h.Handle)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.Header.Get(auth.InternalHeader); tok != "" {
+			r = r.WithContext(context.WithValue(r.Context(), headerToken{}, tok))
+		}
+		events.ServeHTTP(w, r)
+	})
+}
 
 func invalidMsg(err error) string {
 	var inv *domain.InvalidError

@@ -74,6 +74,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"query without any credential", "GET", pay + "/?bizOrderNo=" + o.OrderID, nil, nil, 401, "UNAUTHENTICATED"},
 		{"query bad id", "GET", pay + "/?bizOrderNo=a/b", nil, s.Internal(), 400, "INVALID_ARGUMENT"},
 		{"close without credential", "POST", pay + "/close", `{"orderId":"` + o.OrderID + `"}`, alice, 401, "UNAUTHENTICATED"},
+		{"event with a wrong internal header", "POST", ht, `{"orderId":"` + o.OrderID + `","deadline":"` + o.Deadline + `"}`, []string{"ce-specversion", "1.0", "ce-id", "x", "ce-source", "t", "ce-type", "orders.payment.check.v1", "X-Internal-Token", "wrong"}, 401, "UNAUTHENTICATED"},
+		{"check with the internal header", "POST", ht, `{"orderId":"` + o.OrderID + `","deadline":"` + o.Deadline + `"}`, []string{"ce-specversion", "1.0", "ce-id", "x", "ce-source", "t", "ce-type", "orders.payment.check.v1", "X-Internal-Token", s.Cfg.InternalSecret}, 200, ""},
 		{"event without token", "POST", ht, `{"orderId":"` + o.OrderID + `","deadline":"` + o.Deadline + `"}`, []string{"ce-specversion", "1.0", "ce-id", "x", "ce-source", "t", "ce-type", "orders.timeout.due.v1"}, 401, "UNAUTHENTICATED"},
 		{"event bad data", "POST", ht, `{"orderId":"` + o.OrderID + `"}`, ce("orders.timeout.due.v1", ""), 400, "INVALID_ARGUMENT"},
 		{"event bad id", "POST", ht, `{"orderId":"a/b","deadline":"` + o.Deadline + `"}`, ce("orders.timeout.due.v1", ""), 400, "INVALID_ARGUMENT"},
