@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/ordertimeout/ordertimeout/functions/clearcart"
 	"github.com/ordertimeout/ordertimeout/functions/createorder"
 	"github.com/ordertimeout/ordertimeout/functions/deductstock"
@@ -199,28 +197,10 @@ func Start(t testing.TB, opt Options) *Stack {
 	t.Cleanup(s.closeServers)
 
 	// Declare the topology now, so publishes before the relay starts land.
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
+	if err := testenv.OnAMQPChannel(amqpURL, s.Topology.Declare); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := conn.Channel()
-	if err == nil {
-		err = s.Topology.Declare(ch)
-	}
-	conn.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := amqp.Dial(amqpURL)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		if ch, err := c.Channel(); err == nil {
-			_ = s.Topology.Delete(ch)
-		}
-	})
+	t.Cleanup(func() { _ = testenv.OnAMQPChannel(amqpURL, s.Topology.Delete) })
 	if !opt.NoRelay {
 		backoff := opt.RelayBackoff
 		if backoff == 0 {

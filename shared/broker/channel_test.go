@@ -95,16 +95,7 @@ func TestPublisherRedeclaresAfterReturn(t *testing.T) {
 	topo := Topology{Prefix: testenv.UniqueName("ot-returns"), Mode: ModeLadder, Tiers: 6}
 	p := NewPublisher(url, topo)
 	defer p.Close()
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_ = topo.Delete(ch)
-		}
-	})
+	t.Cleanup(func() { _ = testenv.OnAMQPChannel(url, topo.Delete) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	msg := func(id string) Message {

@@ -44,27 +44,11 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B) *benchEnv {
 	url := testenv.AMQPURL(b)
 	e := &benchEnv{b: b, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-bench"), Mode: broker.ModeLadder}}
-	c, err := amqp.Dial(url)
-	if err != nil {
+	if err := testenv.OnAMQPChannel(url, e.topo.Declare); err != nil {
 		b.Fatal(err)
 	}
-	ch, _ := c.Channel()
-	if err := e.topo.Declare(ch); err != nil {
-		b.Fatal(err)
-	}
-	c.Close()
 	e.close = sync.OnceFunc(func() {
-		c, err := amqp.Dial(url)
-		if err != nil {
-			b.Errorf("delete topology %s: %v", e.topo.Prefix, err)
-			return
-		}
-		defer c.Close()
-		ch, err := c.Channel()
-		if err == nil {
-			err = e.topo.Delete(ch)
-		}
-		if err != nil {
+		if err := testenv.OnAMQPChannel(url, e.topo.Delete); err != nil {
 			b.Errorf("delete topology %s: %v", e.topo.Prefix, err)
 		}
 	})

@@ -82,14 +82,7 @@ func newEnv(t *testing.T) *env {
 	e.pub = broker.NewPublisher(url, e.topo)
 	t.Cleanup(func() {
 		_ = e.pub.Close()
-		c, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		if ch, err := c.Channel(); err == nil {
-			_ = e.topo.Delete(ch)
-		}
+		_ = testenv.OnAMQPChannel(url, e.topo.Delete)
 	})
 	return e
 }

@@ -230,6 +230,22 @@ func AMQPChannel(tb testing.TB, url string) *amqp.Channel {
 	return ch
 }
 
+// OnAMQPChannel dials RabbitMQ at url, runs fn on a new channel and closes
+// the connection: for one-off topology declares and deletes, including
+// cleanups after a broker outage closed every earlier connection.
+func OnAMQPChannel(url string, fn func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	return fn(ch)
+}
+
 // FreePort asks the kernel for a free TCP port on 127.0.0.1.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

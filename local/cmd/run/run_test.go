@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
@@ -55,16 +53,7 @@ func TestRunWholeSystem(t *testing.T) {
 	ports := map[string]int{}
 	prefix := testenv.UniqueName("ot-run")
 	env := []string{"BROKER_PREFIX=" + prefix}
-	t.Cleanup(func() {
-		c, err := amqp.Dial(testenv.AMQPURL(t))
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		if ch, err := c.Channel(); err == nil {
-			_ = broker.Topology{Prefix: prefix}.Delete(ch)
-		}
-	})
+	t.Cleanup(func() { _ = testenv.OnAMQPChannel(testenv.AMQPURL(t), broker.Topology{Prefix: prefix}.Delete) })
 	taken := map[int]bool{} // every port and its metrics port (+1000): two picks must not overlap
 	for _, name := range []string{"PORT_CREATEORDER", "PORT_DEDUCTSTOCK", "PORT_CLEARCART", "PORT_PAY", "PORT_HANDLETIMEOUT", "PORT_RELAY", "PORT_SWEEP"} {
 		var p int
