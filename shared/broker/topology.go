@@ -41,7 +41,7 @@ const TierBase = 250 * time.Millisecond
 // it: when more are due together than the prefetch holds, it waits there
 // behind messages due after it. With a 2 s hold, a message that arrived 2–4 s
 // early took one more hop, and 10,000 timers due within a second had a
-// p99 of 0.5–0.65 s; with 4 s, 26–51 ms.
+// p99 of 0.5–0.65 s; with 4 s, 3–51 ms.
 const HoldMax = 4000 * time.Millisecond
 
 // firstTier is the shortest tier in use: the first at least HoldMax long.
