@@ -40,7 +40,7 @@ locals {
     DEDUCTSTOCK_URL         = local.fn_url["DeductStock"]
     CLEARCART_URL           = local.fn_url["ClearCart"]
     PAY_URL                 = local.fn_url["Pay"]
-    BROKER_MODE             = "ladder"
+    BROKER_MODE             = var.broker_mode
     BROKER_PREFIX           = local.broker_prefix
     PAYMENT_TIMEOUT_DEFAULT = var.payment_timeout_default
     PAYMENT_TIMEOUT_MIN     = "1s"

@@ -25,6 +25,13 @@ resource "google_cloud_run_v2_service" "relay" {
   ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
   deletion_protection = false
 
+  lifecycle {
+    precondition {
+      condition     = var.broker_mode == "ladder" || var.amqp_url != ""
+      error_message = "broker_mode = \"plugin\" needs amqp_url: the Compute Engine broker this module runs has no rabbitmq_delayed_message_exchange."
+    }
+  }
+
   template {
     service_account = google_service_account.relay.email
     scaling {
@@ -59,7 +66,7 @@ resource "google_cloud_run_v2_service" "relay" {
       }
       env {
         name  = "BROKER_MODE"
-        value = "ladder"
+        value = var.broker_mode
       }
       env {
         name  = "BROKER_PREFIX"

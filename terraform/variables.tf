@@ -43,3 +43,13 @@ variable "payment_timeout_default" {
   type        = string
   default     = "15m"
 }
+
+variable "broker_mode" {
+  description = "How timers wait: \"ladder\" (TTL tier queues, no plugin, quorum queues that survive a node) or \"plugin\" (an x-delayed-message exchange; only with amqp_url naming a broker that has rabbitmq_delayed_message_exchange enabled, which the Compute Engine broker here does not)."
+  type        = string
+  default     = "ladder"
+  validation {
+    condition     = contains(["ladder", "plugin"], var.broker_mode)
+    error_message = "broker_mode must be ladder or plugin."
+  }
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
+	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 )
@@ -83,6 +84,24 @@ func (x *tf) local(name string) hclsyntax.Expression {
 	}
 	x.t.Fatalf("local %s not found", name)
 	return nil
+}
+
+// variableValidation returns the text of variable NAME's validation
+// conditions.
+func (x *tf) variableValidation(name string) string {
+	for _, b := range x.blocks {
+		if b.Type == "variable" && len(b.Labels) == 1 && b.Labels[0] == name {
+			var conds []string
+			for _, v := range b.Body.Blocks {
+				if v.Type == "validation" {
+					conds = append(conds, x.text(v.Body.Attributes["condition"].Expr))
+				}
+			}
+			return strings.Join(conds, " && ")
+		}
+	}
+	x.t.Fatalf("variable %s not found", name)
+	return ""
 }
 
 func (x *tf) literal(e hclsyntax.Expression) string {
@@ -219,14 +238,19 @@ func TestTerraformMatchesCode(t *testing.T) {
 	// Relay env: exactly config.RelayVars, PORT being Cloud Run's.
 	relay := x.resource("google_cloud_run_v2_service", "relay")
 	var envs []string
+	relayMode := ""
 	var walk func(b *hclsyntax.Body)
 	walk = func(b *hclsyntax.Body) {
 		for _, blk := range b.Blocks {
 			if blk.Type == "env" {
-				envs = append(envs, x.literal(blk.Body.Attributes["name"].Expr))
-				if v, ok := blk.Body.Attributes["value"]; ok && x.literal(blk.Body.Attributes["name"].Expr) == "RELAY_TARGET_URL" &&
-					!strings.Contains(x.text(v.Expr), `fn_url["HandleTimeout"]`) {
+				name := x.literal(blk.Body.Attributes["name"].Expr)
+				envs = append(envs, name)
+				v, ok := blk.Body.Attributes["value"]
+				if ok && name == "RELAY_TARGET_URL" && !strings.Contains(x.text(v.Expr), `fn_url["HandleTimeout"]`) {
 					t.Errorf("the relay's target is %s, not HandleTimeout", x.text(v.Expr))
+				}
+				if ok && name == config.EnvBrokerMode {
+					relayMode = x.text(v.Expr)
 				}
 			}
 			walk(blk.Body)
@@ -235,6 +259,18 @@ func TestTerraformMatchesCode(t *testing.T) {
 	walk(relay)
 	if got, want := sortedSet(append(envs, config.EnvPort)), sortedSet(config.RelayVars); !slices.Equal(got, want) {
 		t.Errorf("terraform sets %v on the relay (+PORT), the relay reads %v", got, want)
+	}
+
+	// Broker mode: the functions (which publish) and the relay (which
+	// re-publishes) take it from one variable, whose validation accepts
+	// exactly the code's modes.
+	fnMode := x.text(x.objectKeys(x.local("function_env"))[config.EnvBrokerMode])
+	if fnMode != "var.broker_mode" || relayMode != "var.broker_mode" {
+		t.Errorf("BROKER_MODE is %s on the functions and %s on the relay, want var.broker_mode on both", fnMode, relayMode)
+	}
+	modes := x.variableValidation("broker_mode")
+	if !strings.Contains(modes, `["`+broker.ModeLadder+`", "`+broker.ModePlugin+`"]`) {
+		t.Errorf("broker_mode's validation %s does not list the modes %q and %q", modes, broker.ModeLadder, broker.ModePlugin)
 	}
 
 	// Indexes: one per query shape, and no other.
