@@ -170,7 +170,7 @@ func run() error {
 		"FIRESTORE_EMULATOR_HOST=" + emu, "FIRESTORE_PROJECT_ID=" + project,
 		"AUTH_MODE=hs256", "AUTH_HS256_SECRET=" + userSecret,
 		"INTERNAL_AUTH_MODE=shared-secret", "INTERNAL_SHARED_SECRET=" + internalSecret,
-		"AMQP_URL=" + amqpURL, "BROKER_MODE=ladder", "BROKER_PREFIX=" + envOr("BROKER_PREFIX", "ot"),
+		"AMQP_URL=" + amqpURL, "BROKER_MODE=" + envOr("BROKER_MODE", "ladder"), "BROKER_PREFIX=" + envOr("BROKER_PREFIX", "ot"),
 		"DEDUCTSTOCK_URL=" + url("DeductStock"), "CLEARCART_URL=" + url("ClearCart"), "PAY_URL=" + url("Pay"),
 		"SWEEP_GRACE=" + envOr("SWEEP_GRACE", "10s"), "SWEEP_SAGA_BUDGET=" + envOr("SWEEP_SAGA_BUDGET", "30s"),
 	}
