@@ -22,16 +22,23 @@ func PublishOn(ctx context.Context, ch *Channel, t Topology, m Message, now time
 // PublishAsync publishes m on ch to where it must go next and returns a
 // function that waits for the broker's confirm.
 func PublishAsync(ctx context.Context, ch *Channel, t Topology, m Message, now time.Time) (func(context.Context) error, error) {
-	p := m.Publishing()
-	ex, key := t.Route(m.DueAt.Sub(now))
+	ex, key, mandatory, p := t.Envelope(m, now)
+	return ch.publish(ctx, ex, key, mandatory, m.ID, p)
+}
+
+// Envelope says where m goes next at now and how: the exchange and routing
+// key, whether the publish is mandatory, and the AMQP message.
+func (t Topology) Envelope(m Message, now time.Time) (ex, key string, mandatory bool, p amqp.Publishing) {
+	p = m.Publishing()
+	ex, key = t.Route(m.DueAt.Sub(now))
 	if ex == t.PluginExchange() {
 		// The plugin routes only when the delay is over, so it returns
 		// every mandatory publish at once (rabbitmq-delayed-message-exchange
 		// issue 7): publish without the flag.
 		p.Headers["x-delay"] = int64(min(m.DueAt.Sub(now), MaxPluginDelay) / time.Millisecond)
-		return ch.publish(ctx, ex, key, false, m.ID, p)
+		return ex, key, false, p
 	}
-	return ch.publish(ctx, ex, key, true, m.ID, p)
+	return ex, key, true, p
 }
 
 // PublishRetryAsync publishes m on ch to the retry queue, whose consumer

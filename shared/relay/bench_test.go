@@ -41,9 +41,13 @@ type benchEnv struct {
 	close func()
 }
 
-func newBenchEnv(b *testing.B) *benchEnv {
+func newBenchEnv(b *testing.B) *benchEnv { return newBenchEnvMode(b, broker.ModeLadder) }
+
+// newBenchEnvMode declares a topology in mode (broker.ModeLadder or
+// broker.ModePlugin) and builds the relay.
+func newBenchEnvMode(b *testing.B, mode string) *benchEnv {
 	url := testenv.AMQPURL(b)
-	e := &benchEnv{b: b, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-bench"), Mode: broker.ModeLadder}}
+	e := &benchEnv{b: b, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-bench"), Mode: mode}}
 	if err := testenv.OnAMQPChannel(url, e.topo.Declare); err != nil {
 		b.Fatal(err)
 	}
@@ -61,8 +65,9 @@ func newBenchEnv(b *testing.B) *benchEnv {
 }
 
 // preload publishes n messages with due times from due(i), using
-// asynchronous confirms (fast), and waits until the broker confirmed all.
-func (e *benchEnv) preload(n int, due func(i int) time.Time) {
+// asynchronous confirms (fast), waits until the broker confirmed all, and
+// returns how long that took; then it lets the broker settle.
+func (e *benchEnv) preload(n int, due func(i int) time.Time) time.Duration {
 	c, err := amqp.Dial(e.url)
 	if err != nil {
 		e.b.Fatal(err)
@@ -76,8 +81,8 @@ func (e *benchEnv) preload(n int, due func(i int) time.Time) {
 	now := time.Now()
 	for i := range n {
 		m := events.Timeout(fmt.Sprintf("b%07d", i), due(i), now, "")
-		ex, key := e.topo.Route(m.DueAt.Sub(time.Now()))
-		if err := ch.PublishWithContext(context.Background(), ex, key, false, false, m.Publishing()); err != nil {
+		ex, key, _, p := e.topo.Envelope(m, time.Now())
+		if err := ch.PublishWithContext(context.Background(), ex, key, false, false, p); err != nil {
 			e.b.Fatal(err)
 		}
 	}
@@ -86,7 +91,9 @@ func (e *benchEnv) preload(n int, due func(i int) time.Time) {
 			e.b.Fatal("preload nacked")
 		}
 	}
+	took := time.Since(now)
 	brokerSettle()
+	return took
 }
 
 // brokerSettle waits (up to 15 s) until the broker has finished the work a
@@ -180,7 +187,7 @@ func (p *relayProc) metric(name string) int64 {
 func (e *benchEnv) startRelay(target string, concurrency int, extra ...string) *relayProc {
 	port, _ := testenv.FreePort()
 	cmd := exec.Command(e.bin)
-	cmd.Env = append(os.Environ(), "AMQP_URL="+e.url, "BROKER_PREFIX="+e.topo.Prefix, "RELAY_TARGET_URL="+target,
+	cmd.Env = append(os.Environ(), "AMQP_URL="+e.url, "BROKER_MODE="+e.topo.Mode, "BROKER_PREFIX="+e.topo.Prefix, "RELAY_TARGET_URL="+target,
 		"INTERNAL_SHARED_SECRET=bench-secret-0123456789", "RELAY_CONCURRENCY="+strconv.Itoa(concurrency),
 		fmt.Sprintf("PORT=%d", port), "LOG_LEVEL=error")
 	cmd.Env = append(cmd.Env, extra...)
@@ -207,18 +214,23 @@ func (p *relayProc) stop() {
 // cpu returns the process's user+system CPU time.
 func (p *relayProc) cpu() time.Duration { return procCPU(p.cmd.Process.Pid) }
 
-// brokerCPU returns the local RabbitMQ node's (beam.smp) CPU time, or 0
-// when it is not a local process.
-func brokerCPU() time.Duration {
+// brokerPID is the local RabbitMQ node's (beam.smp) pid, or 0 when it is
+// not a local process.
+func brokerPID() int {
 	out, err := exec.Command("pgrep", "-o", "beam.smp").Output()
 	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		return 0
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return pid
+}
+
+// brokerCPU returns the local RabbitMQ node's CPU time (0 if not local).
+func brokerCPU() time.Duration {
+	if pid := brokerPID(); pid != 0 {
+		return procCPU(pid)
 	}
-	return procCPU(pid)
+	return 0
 }
 
 // machineCPU reads /proc/stat's first line: busy and iowait jiffies.
@@ -253,8 +265,11 @@ func procCPU(pid int) time.Duration {
 }
 
 // rss returns the process's peak resident set (VmHWM) and current (VmRSS) in MB.
-func (p *relayProc) rss() (peak, now float64) {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+func (p *relayProc) rss() (peak, now float64) { return procRSS(p.cmd.Process.Pid) }
+
+// procRSS returns a process's peak resident set (VmHWM) and current (VmRSS) in MB.
+func procRSS(pid int) (peak, now float64) {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && (f[0] == "VmHWM:" || f[0] == "VmRSS:") {
@@ -490,4 +505,73 @@ func BenchmarkRelayRSSWithPendingTimers(b *testing.B) {
 		p.stop()
 		e.close()
 	}
+}
+
+// BenchmarkLadderVsPlugin runs the same timers in ladder mode and in plugin
+// mode (the plugin sub-benchmark skips on a broker without
+// rabbitmq_delayed_message_exchange): 100,000 timers (RELAY_BENCH_VS_PENDING
+// overrides) published to come due over one minute three minutes later
+// (RELAY_BENCH_VS_AHEAD overrides);
+// then, with those pending, 10,000 timers due within one second, published
+// 6 s ahead; then the pending ones as they come due. It reports how fast the
+// broker confirmed the pending timers, its CPU per timer (the settling work
+// after the confirms included) and its memory growth, and the lateness of
+// both groups. The plugin cannot cancel a timer, which is why the pending
+// ones come due within minutes: deleting its exchange would leave them in
+// the broker.
+func BenchmarkLadderVsPlugin(b *testing.B) {
+	pending := 100_000
+	if v, err := strconv.Atoi(os.Getenv("RELAY_BENCH_VS_PENDING")); err == nil && v > 0 {
+		pending = v
+	}
+	ahead := 3 * time.Minute
+	if v, err := time.ParseDuration(os.Getenv("RELAY_BENCH_VS_AHEAD")); err == nil && v > 0 {
+		ahead = v
+	}
+	const burst = 10_000
+	for _, mode := range []string{broker.ModeLadder, broker.ModePlugin} {
+		b.Run(mode, func(b *testing.B) {
+			if mode == broker.ModePlugin {
+				skipWithoutPlugin(b, testenv.AMQPURL(b))
+			}
+			for range b.N {
+				e := newBenchEnvMode(b, mode)
+				s := startSink(b, answerInstant, true)
+				p := e.startRelay(s.url, 64)
+				_, rss0 := procRSS(brokerPID())
+				cpu0 := brokerCPU()
+				pendingDue := time.Now().Add(ahead)
+				took := e.preload(pending, func(i int) time.Time { return pendingDue.Add(time.Duration(i%60_000) * time.Millisecond) })
+				_, rss1 := procRSS(brokerPID())
+				b.ReportMetric(float64(pending)/took.Seconds(), "pending-confirmed/s")
+				b.ReportMetric(float64((brokerCPU()-cpu0).Microseconds())/float64(pending), "broker-cpu-µs/pending")
+				b.ReportMetric(rss1-rss0, "broker-RSS-growth-MB")
+
+				base := time.Now().Add(6 * time.Second)
+				e.preload(burst, func(i int) time.Time { return base.Add(time.Duration(i) * time.Second / burst) })
+				waitCount(b, 2*time.Minute, "burst delivered", burst, s.delivered.Load)
+				reportLateness(b, s, "burst-")
+				waitCount(b, time.Until(pendingDue)+5*time.Minute, "pending delivered", int64(burst+pending), s.delivered.Load)
+				reportLateness(b, s, "pending-")
+				peak, _ := p.rss()
+				b.ReportMetric(peak, "relay-peak-RSS-MB")
+				p.stop()
+				e.close()
+			}
+		})
+	}
+}
+
+// reportLateness reports the p50/p99/max lateness the sink recorded since
+// the last call, under names with prefix, and forgets them.
+func reportLateness(b *testing.B, s *benchSink, prefix string) {
+	s.mu.Lock()
+	l := s.lateness
+	s.lateness = nil
+	s.mu.Unlock()
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(l[len(l)/2]), prefix+"p50-ms")
+	b.ReportMetric(ms(l[len(l)*99/100]), prefix+"p99-ms")
+	b.ReportMetric(ms(l[len(l)-1]), prefix+"max-ms")
 }

@@ -16,11 +16,12 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
-// newPluginEnv is newEnv in plugin mode. It skips the test on a broker
-// without the rabbitmq_delayed_message_exchange plugin (a stock RabbitMQ
-// has none): the broker answers the declare with 503 COMMAND_INVALID.
-func newPluginEnv(t *testing.T) *env {
-	url := testenv.AMQPURL(t)
+// skipWithoutPlugin skips tb on a broker without the
+// rabbitmq_delayed_message_exchange plugin (a stock RabbitMQ has none): the
+// broker answers the declare of an x-delayed-message exchange with 503
+// COMMAND_INVALID.
+func skipWithoutPlugin(tb testing.TB, url string) {
+	tb.Helper()
 	probe := testenv.UniqueName("ot-plugin-probe")
 	err := testenv.OnAMQPChannel(url, func(ch *amqp.Channel) error {
 		if err := ch.ExchangeDeclare(probe, "x-delayed-message", false, true, false, false, amqp.Table{"x-delayed-type": "fanout"}); err != nil {
@@ -30,11 +31,17 @@ func newPluginEnv(t *testing.T) *env {
 	})
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.CommandInvalid {
-		t.Skipf("the broker has no x-delayed-message exchange type (rabbitmq_delayed_message_exchange is not enabled): %v", err)
+		tb.Skipf("the broker has no x-delayed-message exchange type (rabbitmq_delayed_message_exchange is not enabled): %v", err)
 	}
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+}
+
+// newPluginEnv is newEnv in plugin mode; it skips without the plugin.
+func newPluginEnv(t *testing.T) *env {
+	url := testenv.AMQPURL(t)
+	skipWithoutPlugin(t, url)
 	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-plugin"), Mode: broker.ModePlugin}}
 	e.pub = broker.NewPublisher(url, e.topo)
 	t.Cleanup(func() {
