@@ -5,9 +5,10 @@
 // dead-letter, at least once, into one "due" queue. A message carries its
 // absolute due time in its x-ot header; the relay takes it from the due
 // queue and, while it is not yet due, publishes it to the longest tier that
-// does not overshoot; the last 4 s it waits in the relay's memory. Each
-// queue holds one TTL, so short delays never wait behind long ones, and the
-// due time, not the ladder, sets the precision.
+// leaves it an eighth of the tier's TTL to spare; the last 4.5 s it waits
+// in the relay's memory. Each queue holds one TTL, so short delays never
+// wait behind long ones, and the due time, not the ladder, sets the
+// precision.
 //
 // Optional "plugin" mode publishes to an x-delayed-message exchange with an
 // x-delay header; the relay re-delays anything that arrives early (the
@@ -41,10 +42,11 @@ const TierBase = 250 * time.Millisecond
 // it: when more are due together than the prefetch holds, it waits there
 // behind messages due after it. With a 2 s hold, a message that arrived 2–4 s
 // early took one more hop, and 10,000 timers due within a second had a
-// p99 of 0.5–0.65 s; with 4 s, 3–51 ms.
-const HoldMax = 4000 * time.Millisecond
+// p99 of 0.5–0.65 s; with 4 s, 3–51 ms. It is the shortest tier plus its
+// slack (4 s + 0.5 s): anything due later fits a tier.
+const HoldMax = 4500 * time.Millisecond
 
-// firstTier is the shortest tier in use: the first at least HoldMax long.
+// firstTier is the shortest tier in use (4 s).
 const firstTier = 4
 
 // TierCount tiers reach 250 ms × 2^27 ≈ 388 days per hop.
@@ -153,7 +155,7 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 // Route says where a message due after remaining goes next: the hop
 // exchange (no key) for the due queue when it is due within HoldMax (the
 // relay waits the rest in memory), else a tier queue's routing key on the
-// delay exchange — the longest tier that does not overshoot.
+// delay exchange — the longest tier that leaves the message its slack.
 func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 	if t.Mode == ModePlugin {
 		if remaining <= 0 {
@@ -164,12 +166,22 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 	if remaining < HoldMax {
 		return t.HopExchange(), ""
 	}
-	k := 0
-	for k+1 < t.tiers() && TierTTL(k+1) <= remaining {
+	k := firstTier
+	for k+1 < t.tiers() && TierTTL(k+1)+tierSlack(TierTTL(k+1)) <= remaining {
 		k++
 	}
 	return t.DelayExchange(), t.TierQueue(k)
 }
+
+// tierSlack is how long before its due time a message must come out of a
+// tier of the given TTL: an eighth of the TTL. A tier dead-letters its
+// expired messages one at a time (about 8,000 a second here), so timers
+// published together leave it in a queue; without slack the last of a
+// queue of 60,000 that were due right as the tier expired came out 6–7 s
+// late (the BenchmarkLadderVsPlugin run with RELAY_BENCH_VS_AHEAD=40s). An
+// eighth absorbs such a wait, in proportion to how many a tier can gather,
+// for about half a hop more per timer on average.
+func tierSlack(ttl time.Duration) time.Duration { return ttl / 8 }
 
 // MaxPluginDelay is the longest x-delay the plugin accepts in one hop.
 const MaxPluginDelay = time.Duration(1<<32-1) * time.Millisecond

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Route picks the longest declared tier that does not overshoot, and the
-// due queue for the last HoldMax.
+// Route picks the longest declared tier that leaves the message its slack,
+// and the due queue for the last HoldMax.
 func TestRoute(t *testing.T) {
 	for _, tiers := range []int{10, TierCount} {
 		topo := Topology{Prefix: "p", Mode: ModeLadder, Tiers: tiers}
@@ -15,7 +15,8 @@ func TestRoute(t *testing.T) {
 			declared[topo.TierQueue(k)] = true
 		}
 		for _, remaining := range []time.Duration{0, time.Millisecond, 999 * time.Millisecond, time.Second, 1999 * time.Millisecond,
-			2 * time.Second, 15 * time.Minute, 24 * time.Hour, 400 * 24 * time.Hour} {
+			2 * time.Second, 4 * time.Second, 4499 * time.Millisecond, 4500 * time.Millisecond, 8 * time.Second, 9 * time.Second, 64 * time.Second, 15 * time.Minute,
+			24 * time.Hour, 400 * 24 * time.Hour} {
 			ex, key := topo.Route(remaining)
 			if remaining < HoldMax {
 				if ex != topo.HopExchange() || key != "" {
@@ -29,12 +30,13 @@ func TestRoute(t *testing.T) {
 			var k int
 			for k = firstTier; topo.TierQueue(k) != key; k++ {
 			}
-			if TierTTL(k) > remaining || (k+1 < tiers && TierTTL(k+1) <= remaining) {
-				t.Errorf("tiers %d, %v: tier %d (%v) is not the longest that fits", tiers, remaining, k, TierTTL(k))
+			fits := func(k int) bool { return TierTTL(k)+TierTTL(k)/8 <= remaining }
+			if !fits(k) || (k+1 < tiers && fits(k+1)) {
+				t.Errorf("tiers %d, %v: tier %d (%v) is not the longest that leaves an eighth of its TTL", tiers, remaining, k, TierTTL(k))
 			}
 		}
 	}
-	if TierTTL(firstTier) < HoldMax || TierTTL(firstTier-1) >= HoldMax {
-		t.Fatalf("firstTier %d (%v) is not the first tier of at least HoldMax", firstTier, TierTTL(firstTier))
+	if s := TierTTL(firstTier); s+tierSlack(s) != HoldMax {
+		t.Fatalf("HoldMax %v is not the shortest tier (%v) plus its slack", HoldMax, s)
 	}
 }
