@@ -155,6 +155,10 @@ type session struct {
 	mu     sync.Mutex
 	timer  map[*waiting]struct{}
 	held   sync.WaitGroup
+	// copies are re-published messages waiting for their confirm;
+	// pubCtx publishes them and waitCtx waits, until the session ends.
+	copies          chan copyWait
+	pubCtx, waitCtx context.Context
 }
 
 // consumer is one consuming channel: its queue, its acks, and how long a
@@ -367,7 +371,18 @@ func (r *Relay) session(ctx context.Context) error {
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
 	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
-		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*waiting]struct{}{}}
+		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*waiting]struct{}{},
+		copies: make(chan copyWait, 2*r.opt.Prefetch+r.opt.Concurrency)}
+	// Copies are published and confirmed past a shutdown signal, for as
+	// long as the session drains.
+	s.pubCtx = context.WithoutCancel(ctx)
+	var cancelWaits context.CancelFunc
+	s.waitCtx, cancelWaits = context.WithCancel(s.pubCtx)
+	copiesEnd := make(chan struct{})
+	defer func() { cancelWaits(); close(copiesEnd) }()
+	for range copyWaiters {
+		go s.confirmCopies(copiesEnd)
+	}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
@@ -533,36 +548,75 @@ func (s *session) handle(wc **wconn, j job) {
 
 // republish puts m back on the ladder, or on the retry queue, and acks j
 // once the broker confirmed the copy (or requeues j if it did not). The
-// worker does not wait for the confirm: it goes on to the next message
-// while a goroutine does.
+// worker does not wait for the confirm: it goes on to the next message,
+// and the session's confirmCopies waits for it.
 func (s *session) republish(j job, m broker.Message, retry bool, counters ...*atomic.Int64) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
 	var wait func(context.Context) error
 	var err error
 	if retry {
-		wait, err = broker.PublishRetryAsync(ctx, s.pub, r.opt.Topology, m)
+		wait, err = broker.PublishRetryAsync(s.pubCtx, s.pub, r.opt.Topology, m)
 	} else {
-		wait, err = broker.PublishAsync(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
+		wait, err = broker.PublishAsync(s.pubCtx, s.pub, r.opt.Topology, m, r.opt.Now())
 	}
 	if err != nil {
-		cancel()
 		s.unpublished(j, m, "re-publish", err)
 		return
 	}
 	r.Metrics.InFlight.Add(1)
-	go func() {
-		defer cancel()
-		defer r.Metrics.InFlight.Add(-1)
-		if err := wait(ctx); err != nil {
-			s.unpublished(j, m, "re-publish", err)
-			return
+	s.copies <- copyWait{wait: wait, j: j, m: m, counters: counters}
+}
+
+// copyWait is a copy (a hop or a retry) waiting for the broker's confirm
+// before its original is acked.
+type copyWait struct {
+	wait     func(context.Context) error
+	j        job
+	m        broker.Message
+	counters []*atomic.Int64
+}
+
+// copyWaiters goroutines wait for the copies' confirms. A goroutine per
+// copy took ~9 KB of stack each, and a burst of hops had 1,700 of them at
+// once (15 MB of the relay's RSS); one for all would wait for a slow tier
+// queue's confirm while faster ones' originals stay unacked.
+const copyWaiters = 16
+
+// confirmCopies waits for each copy's confirm and then acks its original,
+// until end is closed; originals still waiting then go back to their queue
+// with their channel.
+func (s *session) confirmCopies(end <-chan struct{}) {
+	for {
+		select {
+		case c := <-s.copies:
+			s.confirmed(c)
+		case <-end:
+			for {
+				select {
+				case <-s.copies:
+					s.r.Metrics.InFlight.Add(-1)
+				default:
+					return
+				}
+			}
 		}
-		for _, c := range counters {
-			c.Add(1)
-		}
-		j.c.ack.ack(j.tag)
-	}()
+	}
+}
+
+// confirmed waits (up to 30 s) for one copy's confirm and settles its
+// original.
+func (s *session) confirmed(c copyWait) {
+	defer s.r.Metrics.InFlight.Add(-1)
+	ctx, cancel := context.WithTimeout(s.waitCtx, 30*time.Second)
+	defer cancel()
+	if err := c.wait(ctx); err != nil {
+		s.unpublished(c.j, c.m, "re-publish", err)
+		return
+	}
+	for _, n := range c.counters {
+		n.Add(1)
+	}
+	c.j.c.ack.ack(c.j.tag)
 }
 
 // settle dead-letters a message with a reason, then acks it.
