@@ -157,7 +157,7 @@ type session struct {
 	held   sync.WaitGroup
 	// copies are re-published messages waiting for their confirm;
 	// pubCtx publishes them and waitCtx waits, until the session ends.
-	copies          chan copyWait
+	copies          chan *copyWait
 	pubCtx, waitCtx context.Context
 }
 
@@ -372,7 +372,7 @@ func (r *Relay) session(ctx context.Context) error {
 
 	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
 		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*waiting]struct{}{},
-		copies: make(chan copyWait, 2*r.opt.Prefetch+r.opt.Concurrency)}
+		copies: make(chan *copyWait, 2*r.opt.Prefetch+r.opt.Concurrency)}
 	// Copies are published and confirmed past a shutdown signal, for as
 	// long as the session drains.
 	s.pubCtx = context.WithoutCancel(ctx)
@@ -564,11 +564,13 @@ func (s *session) republish(j job, m broker.Message, retry bool, counters ...*at
 		return
 	}
 	r.Metrics.InFlight.Add(1)
-	s.copies <- copyWait{wait: wait, j: j, m: m, counters: counters}
+	s.copies <- &copyWait{wait: wait, j: j, m: m, counters: counters}
 }
 
 // copyWait is a copy (a hop or a retry) waiting for the broker's confirm
-// before its original is acked.
+// before its original is acked. The session's channel of them holds
+// pointers: its buffer (twice the prefetch) is allocated whole, and of
+// copyWait values it took 4 MB of RSS.
 type copyWait struct {
 	wait     func(context.Context) error
 	j        job
@@ -605,7 +607,7 @@ func (s *session) confirmCopies(end <-chan struct{}) {
 
 // confirmed waits (up to 30 s) for one copy's confirm and settles its
 // original.
-func (s *session) confirmed(c copyWait) {
+func (s *session) confirmed(c *copyWait) {
 	defer s.r.Metrics.InFlight.Add(-1)
 	ctx, cancel := context.WithTimeout(s.waitCtx, 30*time.Second)
 	defer cancel()
