@@ -42,13 +42,7 @@ func skipWithoutPlugin(tb testing.TB, url string) {
 func newPluginEnv(t *testing.T) *env {
 	url := testenv.AMQPURL(t)
 	skipWithoutPlugin(t, url)
-	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-plugin"), Mode: broker.ModePlugin}}
-	e.pub = broker.NewPublisher(url, e.topo)
-	t.Cleanup(func() {
-		_ = e.pub.Close()
-		_ = testenv.OnAMQPChannel(url, e.topo.Delete)
-	})
-	return e
+	return newEnvFor(t, url, broker.Topology{Prefix: testenv.UniqueName("ot-plugin"), Mode: broker.ModePlugin})
 }
 
 // Plugin mode end to end: timers published through the x-delayed-message

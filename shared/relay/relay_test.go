@@ -76,9 +76,16 @@ type env struct {
 	pub  *broker.Publisher
 }
 
+// newEnv is a ladder topology of testTiers tiers on the test's broker.
 func newEnv(t *testing.T) *env {
-	url := testenv.AMQPURL(t)
-	e := &env{t: t, url: url, topo: broker.Topology{Prefix: testenv.UniqueName("ot-relay"), Mode: broker.ModeLadder, Tiers: testTiers}}
+	topo := broker.Topology{Prefix: testenv.UniqueName("ot-relay"), Mode: broker.ModeLadder, Tiers: testTiers}
+	return newEnvFor(t, testenv.AMQPURL(t), topo)
+}
+
+// newEnvFor is an env for topo on the broker at url, with a publisher; the
+// topology is deleted when t ends.
+func newEnvFor(t *testing.T, url string, topo broker.Topology) *env {
+	e := &env{t: t, url: url, topo: topo}
 	e.pub = broker.NewPublisher(url, e.topo)
 	t.Cleanup(func() {
 		_ = e.pub.Close()
