@@ -383,14 +383,9 @@ func TestGracefulStopLosesNothing(t *testing.T) {
 	// Every message is acked after its delivery or back in the queue. The
 	// broker returns a closed channel's unacked messages asynchronously
 	// (a quorum queue through its log), so the count may take a moment.
-	delivered, left := int(r1.Metrics.Delivered.Load()), 0
-	deadline := time.Now().Add(5 * time.Second)
-	for left = e.queueLen(e.topo.DueQueue()); left+delivered != n && time.Now().Before(deadline); left = e.queueLen(e.topo.DueQueue()) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if left+delivered != n {
-		t.Fatalf("after a graceful stop: %d delivered + %d queued != %d", delivered, left, n)
-	}
+	delivered := int(r1.Metrics.Delivered.Load())
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d delivered + the queued to make %d after a graceful stop", delivered, n),
+		func() bool { return e.queueLen(e.topo.DueQueue())+delivered == n })
 	s.answer.Store(func(string) int { return 200 })
 	e.run(relay.Options{Concurrency: 8}, s.srv.URL)
 	waitFor(t, 10*time.Second, "all delivered", func() bool { return s.distinct() == n })
