@@ -506,10 +506,9 @@ func BenchmarkRelayRSSWithPendingTimers(b *testing.B) {
 // overrides) published to come due over one minute, three minutes later
 // (RELAY_BENCH_VS_AHEAD overrides); then, with those pending, 10,000 timers
 // due within one second, published 6 s ahead; then the pending ones as they
-// come due. It reports how fast the
-// broker confirmed the pending timers, its CPU per timer (the settling work
-// after the confirms included) and its memory growth, and the lateness of
-// both groups. The plugin cannot cancel a timer, which is why the pending
+// come due. It reports how fast the broker confirmed the pending timers,
+// its CPU per timer (the settling work after the confirms included) and its
+// memory growth, and the lateness of both groups. The plugin cannot cancel a timer, which is why the pending
 // ones come due within minutes: deleting its exchange would leave them in
 // the broker.
 func BenchmarkLadderVsPlugin(b *testing.B) {
