@@ -156,7 +156,8 @@ type session struct {
 	timer  map[*waiting]struct{}
 	held   sync.WaitGroup
 	// copies are re-published messages waiting for their confirm;
-	// pubCtx publishes them and waitCtx waits, until the session ends.
+	// pubCtx (ctx without its cancel) publishes them and dead letters, and
+	// waitCtx waits, until the session ends.
 	copies          chan *copyWait
 	pubCtx, waitCtx context.Context
 }
@@ -624,7 +625,7 @@ func (s *session) confirmed(c *copyWait) {
 // settle dead-letters a message with a reason, then acks it.
 func (s *session) settle(j job, m broker.Message, reason string) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.pubCtx, 30*time.Second)
 	defer cancel()
 	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason); err != nil {
 		s.unpublished(j, m, "dead-letter", err)
