@@ -105,6 +105,10 @@ resource "google_cloud_run_v2_service" "relay" {
         value = "20"
       }
       env {
+        name  = "RELAY_IMMEDIATE_RETRIES"
+        value = "1"
+      }
+      env {
         name  = "RELAY_BACKOFF_BASE"
         value = "1s"
       }

@@ -40,6 +40,7 @@ const (
 	EnvRelayConcurrency   = "RELAY_CONCURRENCY"
 	EnvRelayPrefetch      = "RELAY_PREFETCH"
 	EnvRelayMaxAttempts   = "RELAY_MAX_ATTEMPTS"
+	EnvRelayImmediate     = "RELAY_IMMEDIATE_RETRIES"
 	EnvRelayBackoffBase   = "RELAY_BACKOFF_BASE"
 	EnvRelayBackoffMax    = "RELAY_BACKOFF_MAX"
 	EnvRelayHTTPTimeout   = "RELAY_HTTP_TIMEOUT"
@@ -230,8 +231,8 @@ func contains(list []string, s string) bool {
 // RelayVars is every variable the relay reads (Cloud Run sets PORT).
 var RelayVars = []string{
 	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel, EnvTraceExporter,
-	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayBackoffBase,
-	EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
+	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayImmediate,
+	EnvRelayBackoffBase, EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
 }
 
 // Relay is the relay's configuration.
@@ -247,6 +248,7 @@ type Relay struct {
 	Concurrency    int
 	Prefetch       int
 	MaxAttempts    int
+	Immediate      int // retries after a short pause, before the backoff
 	BackoffBase    time.Duration
 	BackoffMax     time.Duration
 	HTTPTimeout    time.Duration
@@ -297,6 +299,7 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		Concurrency:    num(EnvRelayConcurrency, 64),
 		Prefetch:       num(EnvRelayPrefetch, 0),
 		MaxAttempts:    num(EnvRelayMaxAttempts, 20),
+		Immediate:      num(EnvRelayImmediate, 1),
 		BackoffBase:    dur(EnvRelayBackoffBase, time.Second),
 		BackoffMax:     dur(EnvRelayBackoffMax, 5*time.Minute),
 		HTTPTimeout:    dur(EnvRelayHTTPTimeout, 30*time.Second),

@@ -89,7 +89,7 @@ func TestLoad(t *testing.T) {
 func TestLoadRelay(t *testing.T) {
 	lookup, _ := recorder(map[string]string{EnvAMQPURL: "amqp://x", EnvRelayTarget: "http://t", EnvInternalSecret: strings.Repeat("i", 16), EnvRelayBackoffBase: "250ms"})
 	r, err := LoadRelay(lookup)
-	if err != nil || r.BackoffBase != 250*time.Millisecond || r.Concurrency != 64 || r.Port != "8080" {
+	if err != nil || r.BackoffBase != 250*time.Millisecond || r.Concurrency != 64 || r.Immediate != 1 || r.Port != "8080" {
 		t.Fatalf("%+v %v", r, err)
 	}
 	lookup, _ = recorder(map[string]string{EnvRelayConcurrency: "-2"})

@@ -90,7 +90,7 @@ func TestPluginMode(t *testing.T) {
 		}
 		return 200
 	})
-	r, _ := e.run(relay.Options{Concurrency: 4, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second, HoldRetry: time.Millisecond}, s.srv.URL)
+	r, _ := e.run(relay.Options{Concurrency: 4, ImmediateRetries: -1, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second, HoldRetry: time.Millisecond}, s.srv.URL)
 	waitFor(t, 10*time.Second, "the 6 s and early timers", func() bool { return s.distinct() == 3 })
 	time.Sleep(500 * time.Millisecond)
 

@@ -37,6 +37,12 @@ type Options struct {
 	BackoffMax  time.Duration
 	HTTPTimeout time.Duration
 	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
+	// ImmediateRetries: how many retries of a delivery wait only a short
+	// pause (25–50 ms) before the backoff starts (default 1; negative:
+	// none). An isolated failure (a cold start, a reset connection, an
+	// aborted transaction) has usually passed by then, and so soon a retry
+	// waits in memory instead of costing the broker a copy.
+	ImmediateRetries int
 	// HoldRetry: a retry due within this wait goes to the retry queue,
 	// where the relay waits it out in memory; a longer one rides the
 	// ladder (default 2 s).
@@ -58,6 +64,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 20
+	}
+	if o.ImmediateRetries == 0 {
+		o.ImmediateRetries = 1
 	}
 	if o.BackoffBase <= 0 {
 		o.BackoffBase = time.Second
@@ -526,7 +535,7 @@ func (s *session) handle(wc **wconn, j job) {
 		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
 		return
 	}
-	wait := r.backoff(m.Attempt)
+	wait := r.retryWait(m.Attempt)
 	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
 		s.log(m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
@@ -647,13 +656,24 @@ func (s *session) unpublished(j job, m broker.Message, what string, err error) {
 	}
 }
 
-// backoff is exponential with jitter: a uniform pick in [d/2, d] where d
-// doubles from BackoffBase per attempt up to BackoffMax.
-func (r *Relay) backoff(attempt int) time.Duration {
+// immediatePause is the longest wait of an immediate retry.
+const immediatePause = 50 * time.Millisecond
+
+// retryWait is how long the attempt-th retry waits: the first
+// ImmediateRetries a short pause, then exponential backoff with jitter,
+// where d doubles from BackoffBase per retry up to BackoffMax.
+func (r *Relay) retryWait(attempt int) time.Duration {
+	if attempt <= r.opt.ImmediateRetries {
+		return jitter(immediatePause)
+	}
 	d := r.opt.BackoffBase
-	for i := 1; i < attempt && d < r.opt.BackoffMax; i++ {
+	for i := max(r.opt.ImmediateRetries, 0) + 1; i < attempt && d < r.opt.BackoffMax; i++ {
 		d *= 2
 	}
-	d = min(d, r.opt.BackoffMax)
+	return jitter(min(d, r.opt.BackoffMax))
+}
+
+// jitter picks uniformly in [d/2, d].
+func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }

@@ -202,6 +202,46 @@ func TestRetriesAreBounded(t *testing.T) {
 	}
 }
 
+// A failed delivery is retried once after a short pause, from memory (no
+// copy through the broker); only a second failure waits out the backoff.
+func TestImmediateRetryThenBackoff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	var mu sync.Mutex
+	asked := map[string][]time.Time{}
+	s.answer.Store(func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		asked[id] = append(asked[id], time.Now())
+		if n := len(asked[id]); n == 1 || n == 2 && strings.HasPrefix(id, "timeout-twice-") {
+			return 503
+		}
+		return 200
+	})
+	e.publish(30, time.Now(), "once")
+	e.publish(1, time.Now(), "twice")
+	r, _ := e.run(relay.Options{Concurrency: 4, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}, s.srv.URL)
+	waitFor(t, 10*time.Second, "all 31 delivered", func() bool { return s.distinct() == 31 })
+	mu.Lock()
+	defer mu.Unlock()
+	for id, at := range asked {
+		twice := strings.HasPrefix(id, "timeout-twice-")
+		if want := map[bool]int{false: 2, true: 3}[twice]; len(at) != want {
+			t.Fatalf("%s asked %d times, want %d", id, len(at), want)
+		}
+		if pause := at[1].Sub(at[0]); pause < 25*time.Millisecond || pause > time.Second {
+			t.Errorf("%s: first retry after %v, want the 25–50 ms pause", id, pause)
+		}
+		if twice && at[2].Sub(at[1]) < time.Second {
+			t.Errorf("%s: second retry after %v, want the backoff (1–2 s)", id, at[2].Sub(at[1]))
+		}
+	}
+	if got, copies := r.Metrics.Retried.Load(), r.Metrics.RetryCopies.Load(); got != 32 || copies != 1 {
+		t.Fatalf("retried %d (copies %d), want 32 retries of which only the backoff's one copied", got, copies)
+	}
+}
+
 // A retry waiting out its backoff sits in the retry queue, acked from the
 // due queue only once its copy was confirmed; a relay that stops returns it
 // there, and the next relay delivers it.
@@ -211,7 +251,7 @@ func TestRetryWaitsInRetryQueue(t *testing.T) {
 	s := newSink(t)
 	s.answer.Store(func(string) int { return 503 })
 	e.publish(20, time.Now(), "m")
-	r, stop := e.run(relay.Options{Concurrency: 4, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}, s.srv.URL)
+	r, stop := e.run(relay.Options{Concurrency: 4, ImmediateRetries: -1, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}, s.srv.URL)
 	sent := time.Now()
 	waitFor(t, 10*time.Second, "20 retries", func() bool { return r.Metrics.Retried.Load() == 20 })
 	stop()

@@ -59,6 +59,10 @@ func run(cfg config.Relay) error {
 	if cfg.InternalMode == config.InternalSecret {
 		opt.Token = cfg.InternalSecret
 	}
+	opt.ImmediateRetries = cfg.Immediate
+	if cfg.Immediate == 0 {
+		opt.ImmediateRetries = -1 // in Options, 0 means the default
+	}
 	r := relay.New(opt)
 	if err := r.Metrics.RegisterOTel(otel.Meter(telemetry.Name)); err != nil {
 		return err
