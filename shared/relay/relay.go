@@ -39,9 +39,9 @@ type Options struct {
 	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
 	// ImmediateRetries: how many retries of a delivery wait only a short
 	// pause (25–50 ms) before the backoff starts (default 1; negative:
-	// none). An isolated failure (a cold start, a reset connection, an
-	// aborted transaction) has usually passed by then, and so soon a retry
-	// waits in memory instead of costing the broker a copy.
+	// none; never after a 429). An isolated failure (a cold start, a reset
+	// connection, an aborted transaction) has usually passed by then, and
+	// so soon a retry waits in memory instead of costing the broker a copy.
 	ImmediateRetries int
 	// HoldRetry: a retry due within this wait goes to the retry queue,
 	// where the relay waits it out in memory; a longer one rides the
@@ -535,7 +535,7 @@ func (s *session) handle(wc **wconn, j job) {
 		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
 		return
 	}
-	wait := r.retryWait(m.Attempt)
+	wait := r.retryWait(m.Attempt, err == nil && status == http.StatusTooManyRequests)
 	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
 		s.log(m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
@@ -661,13 +661,15 @@ const immediatePause = 50 * time.Millisecond
 
 // retryWait is how long the attempt-th retry waits: the first
 // ImmediateRetries a short pause, then exponential backoff with jitter,
-// where d doubles from BackoffBase per retry up to BackoffMax.
-func (r *Relay) retryWait(attempt int) time.Duration {
-	if attempt <= r.opt.ImmediateRetries {
+// where d doubles from BackoffBase per retry up to BackoffMax. A target
+// that said 429 (slow down) gets no immediate retry.
+func (r *Relay) retryWait(attempt int, throttled bool) time.Duration {
+	immediate := max(r.opt.ImmediateRetries, 0)
+	if attempt <= immediate && !throttled {
 		return jitter(immediatePause)
 	}
 	d := r.opt.BackoffBase
-	for i := max(r.opt.ImmediateRetries, 0) + 1; i < attempt && d < r.opt.BackoffMax; i++ {
+	for i := immediate + 1; i < attempt && d < r.opt.BackoffMax; i++ {
 		d *= 2
 	}
 	return jitter(min(d, r.opt.BackoffMax))

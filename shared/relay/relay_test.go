@@ -203,7 +203,8 @@ func TestRetriesAreBounded(t *testing.T) {
 }
 
 // A failed delivery is retried once after a short pause, from memory (no
-// copy through the broker); only a second failure waits out the backoff.
+// copy through the broker); only a second failure waits out the backoff,
+// and a 429 (slow down) waits it out at once.
 func TestImmediateRetryThenBackoff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -214,31 +215,40 @@ func TestImmediateRetryThenBackoff(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		asked[id] = append(asked[id], time.Now())
-		if n := len(asked[id]); n == 1 || n == 2 && strings.HasPrefix(id, "timeout-twice-") {
+		n := len(asked[id])
+		switch {
+		case n == 1 && strings.HasPrefix(id, "timeout-throttled-"):
+			return 429
+		case n == 1, n == 2 && strings.HasPrefix(id, "timeout-twice-"):
 			return 503
 		}
 		return 200
 	})
 	e.publish(30, time.Now(), "once")
 	e.publish(1, time.Now(), "twice")
+	e.publish(1, time.Now(), "throttled")
 	r, _ := e.run(relay.Options{Concurrency: 4, BackoffBase: 2 * time.Second, BackoffMax: 2 * time.Second}, s.srv.URL)
-	waitFor(t, 10*time.Second, "all 31 delivered", func() bool { return s.distinct() == 31 })
+	waitFor(t, 10*time.Second, "all 32 delivered", func() bool { return s.distinct() == 32 })
 	mu.Lock()
 	defer mu.Unlock()
 	for id, at := range asked {
-		twice := strings.HasPrefix(id, "timeout-twice-")
+		twice, throttled := strings.HasPrefix(id, "timeout-twice-"), strings.HasPrefix(id, "timeout-throttled-")
 		if want := map[bool]int{false: 2, true: 3}[twice]; len(at) != want {
 			t.Fatalf("%s asked %d times, want %d", id, len(at), want)
 		}
-		if pause := at[1].Sub(at[0]); pause < 25*time.Millisecond || pause > time.Second {
+		pause := at[1].Sub(at[0])
+		switch {
+		case throttled && pause < time.Second:
+			t.Errorf("%s: retry after %v, want the backoff (1–2 s) at once", id, pause)
+		case !throttled && (pause < 25*time.Millisecond || pause > time.Second):
 			t.Errorf("%s: first retry after %v, want the 25–50 ms pause", id, pause)
 		}
 		if twice && at[2].Sub(at[1]) < time.Second {
 			t.Errorf("%s: second retry after %v, want the backoff (1–2 s)", id, at[2].Sub(at[1]))
 		}
 	}
-	if got, copies := r.Metrics.Retried.Load(), r.Metrics.RetryCopies.Load(); got != 32 || copies != 1 {
-		t.Fatalf("retried %d (copies %d), want 32 retries of which only the backoff's one copied", got, copies)
+	if got, copies := r.Metrics.Retried.Load(), r.Metrics.RetryCopies.Load(); got != 33 || copies != 2 {
+		t.Fatalf("retried %d (copies %d), want 33 retries of which only the two backoffs copied", got, copies)
 	}
 }
 
