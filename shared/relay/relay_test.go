@@ -233,7 +233,11 @@ func TestImmediateRetryThenBackoff(t *testing.T) {
 	defer mu.Unlock()
 	for id, at := range asked {
 		twice, throttled := strings.HasPrefix(id, "timeout-twice-"), strings.HasPrefix(id, "timeout-throttled-")
-		if want := map[bool]int{false: 2, true: 3}[twice]; len(at) != want {
+		want := 2
+		if twice {
+			want = 3
+		}
+		if len(at) != want {
 			t.Fatalf("%s asked %d times, want %d", id, len(at), want)
 		}
 		pause := at[1].Sub(at[0])
