@@ -533,9 +533,9 @@ func BenchmarkRelayRSSWithPendingTimers(b *testing.B) {
 // due within one second, published 6 s ahead; then the pending ones as they
 // come due. It reports how fast the broker confirmed the pending timers,
 // its CPU per timer (the settling work after the confirms included) and its
-// memory growth, and the lateness of both groups. The plugin cannot cancel a timer, which is why the pending
-// ones come due within minutes: deleting its exchange would leave them in
-// the broker.
+// memory growth, and the lateness of both groups. The plugin cannot cancel
+// a timer, which is why the pending ones come due within minutes: deleting
+// its exchange would leave them in the broker.
 func BenchmarkLadderVsPlugin(b *testing.B) {
 	pending := 100_000
 	if v, err := strconv.Atoi(os.Getenv("RELAY_BENCH_VS_PENDING")); err == nil && v > 0 {
