@@ -324,6 +324,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 // first create may still be running: wait for it a little), else 409.
 func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, uid string, lease store.Lease) {
 	deadline := h.Now().Add(2 * h.Cfg.CallTimeout)
+	if lease.State == store.LeaseDone {
+		deadline = h.Now() // the order was written: one read finds it
+	}
 	for {
 		o, err := h.Store.Order(r.Context(), lease.OrderID)
 		if err == nil && o.UserID == uid {
@@ -335,8 +338,7 @@ func (h *Handler) answerExisting(w http.ResponseWriter, r *http.Request, uid str
 			return
 		}
 		if h.Now().After(deadline) {
-			httpx.JSON(w, http.StatusConflict, httpx.ErrorBody{Error: httpx.ErrorDetail{
-				Code: "CREATE_IN_PROGRESS", Message: "an order with this Idempotency-Key is still being created; retry shortly"}})
+			httpx.Error(w, r, fmt.Errorf("order %s: %w", lease.OrderID, domain.ErrCreateInProgress))
 			return
 		}
 		select {
@@ -356,7 +358,12 @@ func (h *Handler) saga(ctx context.Context, uid, orderID string, wants []domain.
 		return domain.Order{}, err
 	}
 	now := h.Now().UTC()
-	o := domain.NewOrder(orderID, uid, lines, now, now.Add(payTimeout), "")
+	o, err := domain.NewOrder(orderID, uid, lines, now, now.Add(payTimeout))
+	if err != nil {
+		// DeductStock checks the totals before it takes anything; this only
+		// guards a peer that did not.
+		return domain.Order{}, h.compensate(ctx, log, orderID, err)
+	}
 	if err := h.Publisher.Publish(ctx, events.Timeout(orderID, o.Deadline, now, traceparent)); err != nil {
 		return domain.Order{}, h.compensate(ctx, log, orderID, fmt.Errorf("%w: schedule timeout: %w", domain.ErrUnavailable, err))
 	}

@@ -77,16 +77,17 @@ func New(d *timeout.Decider, cfg config.Config, log *slog.Logger) *Handler {
 	return h
 }
 
-// result is the framework's answer for an event: the status and the
-// contract's error body (the CloudEvents SDK writes the result's text as
-// the body).
-func result(status int, code, message string) error {
-	body, _ := json.Marshal(httpx.ErrorBody{Error: httpx.ErrorDetail{Code: code, Message: message}})
-	return cehttp.NewResult(status, "%s", body)
+// result is the framework's answer for err: the status and the contract's
+// error body, from the one mapper (the CloudEvents SDK writes the result's
+// text as the body).
+func result(err error) error {
+	status, body := httpx.Body(err)
+	data, _ := json.Marshal(body)
+	return cehttp.NewResult(status, "%s", data)
 }
 
 func permanent(format string, args ...any) error {
-	return result(http.StatusBadRequest, "INVALID_ARGUMENT", fmt.Sprintf(format, args...))
+	return result(domain.Invalidf(format, args...))
 }
 
 // Handle decides one event.
@@ -104,8 +105,8 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 			tok, _ = ctx.Value(headerToken{}).(string)
 		}
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(h.secret)) != 1 {
-			log.Warn("event refused: missing or wrong internal token")
-			return result(http.StatusUnauthorized, "UNAUTHENTICATED", "missing or wrong "+TokenExtension+" extension")
+			log.Error("event refused: missing or wrong internal token (the relay retries it; check INTERNAL_SHARED_SECRET on both)")
+			return result(fmt.Errorf("missing or wrong %s extension: %w", TokenExtension, domain.ErrUnauthenticated))
 		}
 	}
 	ctx = logging.With(ctx, log)
@@ -141,16 +142,18 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	log = log.With(logging.KeyOrderID, orderID)
 	span.SetAttributes(attribute.String(logging.KeyOrderID, orderID), attribute.String("outcome", string(out)))
 	if errors.Is(err, domain.ErrNotFound) && e.Type() != events.TypeTimeoutDue {
+		// Pay announces only payments of existing orders: the event itself
+		// is wrong, and 422 dead-letters it (a 404 would be retried as a
+		// wrong URL).
 		log.Warn("event for an unknown order", "error", err.Error())
-		return result(http.StatusNotFound, "NOT_FOUND", "unknown order")
+		return result(fmt.Errorf("%w: %w", domain.ErrUnprocessable, err))
 	}
 	if err != nil {
 		log.Error("decision deferred; the relay retries", "error", err.Error())
-		status, code := httpx.Status(err)
-		if status < 500 {
-			status, code = http.StatusServiceUnavailable, "UNAVAILABLE"
+		if status, _ := httpx.Status(err); status < 500 {
+			err = domain.ErrUnavailable // never a 4xx: that would dead-letter a timer on a guess
 		}
-		return result(status, code, "the order cannot be decided now; retry later")
+		return result(err)
 	}
 	log.Info("event handled", "outcome", string(out))
 	return nil

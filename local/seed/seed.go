@@ -67,6 +67,13 @@ func (d Data) Validate() error {
 		if it.PriceCents < 0 || it.Stock < 0 {
 			return domain.Invalidf("items[%d]: priceCents and stock must not be negative", i)
 		}
+		if it.PriceCents > domain.MaxPriceCents {
+			return domain.Invalidf("items[%d]: priceCents %d is over the limit of %d, above which an order of %d lines × %d units could overflow int64 cents",
+				i, it.PriceCents, int64(domain.MaxPriceCents), domain.MaxLinesPerOrder, domain.MaxQuantityPerRow)
+		}
+		if it.Stock > domain.MaxStock {
+			return domain.Invalidf("items[%d]: stock %d is over the limit of %d", i, it.Stock, int64(domain.MaxStock))
+		}
 	}
 	for i, w := range d.Wallets {
 		if err := domain.CheckID(fmt.Sprintf("wallets[%d].userId", i), w.UserID); err != nil {
@@ -74,6 +81,10 @@ func (d Data) Validate() error {
 		}
 		if w.BalanceCents < 0 {
 			return domain.Invalidf("wallets[%d]: balanceCents must not be negative", i)
+		}
+		if w.BalanceCents > domain.MaxBalanceCents {
+			return domain.Invalidf("wallets[%d]: balanceCents %d is over the limit of %d, above which crediting a maximal order could overflow int64 cents",
+				i, w.BalanceCents, int64(domain.MaxBalanceCents))
 		}
 	}
 	for i, c := range d.Carts {

@@ -82,8 +82,14 @@ func NewEnv(ctx context.Context, need ...string) (*Env, error) {
 	return e, nil
 }
 
+// BuildTimeout bounds one cold-start build of a function's dependencies.
+const BuildTimeout = 30 * time.Second
+
 // Lazy returns a handler that builds the real one on first use. While the
-// build fails, requests get 503 and the next one tries again.
+// build fails, requests get 503 and the next one tries again. The build
+// runs under a context of its own (BuildTimeout, not the first request's):
+// the clients it creates serve every later request, and must not end with
+// the request that happened to build them, nor fail because it hung up.
 func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 	var (
 		mu sync.Mutex
@@ -92,7 +98,7 @@ func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		if h == nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
 			built, err := build(ctx)
 			cancel()
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 )
 
@@ -38,7 +39,7 @@ func Events(fn func(context.Context, cloudevents.Event) error) http.Handler {
 			err = e.Validate()
 		}
 		if err != nil {
-			refuseEvent(w, err)
+			refuseEvent(w, r, err)
 			return
 		}
 		err = fn(r.Context(), *e)
@@ -57,17 +58,32 @@ func Events(fn func(context.Context, cloudevents.Event) error) http.Handler {
 }
 
 // refuseEvent answers a request that holds no valid CloudEvent; it never
-// reaches the handler.
-func refuseEvent(w http.ResponseWriter, err error) {
-	status, code := http.StatusBadRequest, "INVALID_ARGUMENT"
-	msg := "not a valid CloudEvent: " + err.Error()
+// reaches the handler. The SDK's error text goes to the log, not the caller.
+func refuseEvent(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		msg = fmt.Sprintf("body larger than %d bytes", httpx.MaxBody)
+		err = domain.Invalidf("body larger than %d bytes", httpx.MaxBody)
 	case errors.Is(err, binding.ErrUnknownEncoding):
-		status, code = http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"
-		msg = "not a CloudEvent: send ce-* headers (binary mode) or Content-Type application/cloudevents+json (structured mode)"
+		err = fmt.Errorf("not a CloudEvent: send ce-* headers (binary mode) or Content-Type application/cloudevents+json (structured mode): %w", httpx.ErrUnsupportedMedia)
+	default:
+		err = &invalidEvent{err}
 	}
-	httpx.JSON(w, status, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: code, Message: msg}})
+	httpx.Error(w, r, err)
+}
+
+// invalidEvent is a request that is not a valid CloudEvent: 400 with a fixed
+// message; the SDK's detail stays in the log.
+type invalidEvent struct{ cause error }
+
+func (e *invalidEvent) Error() string { return "not a valid CloudEvent: " + e.cause.Error() }
+
+// As lets the one mapper answer it as a *domain.InvalidError with a fixed
+// message.
+func (e *invalidEvent) As(target any) bool {
+	if p, ok := target.(**domain.InvalidError); ok {
+		*p = &domain.InvalidError{Msg: "not a valid CloudEvent (binary or structured mode, CloudEvents 1.0: id, source, specversion and type are required)"}
+		return true
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -180,6 +181,10 @@ func (c *Channel) publish(ctx context.Context, ex, key string, mandatory bool, i
 			return nil
 		}
 		if !c.passed(ctx, dc.DeliveryTag) {
+			if ctx.Err() != nil {
+				go c.forget(dc.DeliveryTag, p.CorrelationId)
+				return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, id, ctx.Err())
+			}
 			return fmt.Errorf("%w: %s: channel closed before its confirm was checked for a return", ErrNotConfirmed, id)
 		}
 		if r, ok := c.take(p.CorrelationId); ok {
@@ -187,6 +192,16 @@ func (c *Channel) publish(ctx context.Context, ex, key string, mandatory bool, i
 		}
 		return nil
 	}, nil
+}
+
+// forget drops the return noted for a publish whose caller stopped waiting,
+// once its confirm passed (or the channel closed, or 30 s went by), so
+// abandoned publishes leave nothing behind.
+func (c *Channel) forget(tag uint64, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.passed(ctx, tag)
+	c.take(id)
 }
 
 // wait publishes and waits for the outcome.

@@ -109,11 +109,18 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		return err
 	}
 	if err := PublishOn(ctx, ch, p.Topology, m, p.Now()); err != nil {
-		p.mu.Lock()
-		if p.ch == ch {
-			p.closeLocked()
+		if ch.IsClosed() {
+			// The channel (and with it, maybe, the connection) is really
+			// broken: the next Publish dials again. A publish that failed
+			// only because its caller gave up (ctx ended), or that the
+			// broker nacked or returned, leaves the channel healthy, and
+			// closing it would fail every other caller's confirm in flight.
+			p.mu.Lock()
+			if p.ch == ch {
+				p.closeLocked()
+			}
+			p.mu.Unlock()
 		}
-		p.mu.Unlock()
 		return err
 	}
 	return nil

@@ -2,6 +2,7 @@ package clients
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -94,7 +95,10 @@ func PayOrderView(p domain.PayOrder) PayOrderJSON {
 type Stock struct{ C *Client }
 
 // Reserve deducts the wants for orderID (idempotent per order) and returns
-// the lines priced from the catalog.
+// the lines priced from the catalog. The caller checked the wants with the
+// same rules as DeductStock, so a 400 from it is about the priced order (a
+// total that does not fit in int64 cents): it comes back as the
+// *domain.InvalidError it was there, with nothing reserved.
 func (s Stock) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
 	req := DeductRequest{OrderID: orderID}
 	for _, w := range wants {
@@ -102,6 +106,10 @@ func (s Stock) Reserve(ctx context.Context, orderID string, wants []domain.Want)
 	}
 	var resp DeductResponse
 	if err := s.C.call(ctx, http.MethodPost, "/", req, &resp); err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Status == http.StatusBadRequest && se.Code == "INVALID_ARGUMENT" {
+			return nil, &domain.InvalidError{Msg: se.Message}
+		}
 		return nil, err
 	}
 	lines := make([]domain.OrderLine, len(resp.Items))

@@ -39,8 +39,9 @@ func New(base string, signer auth.Signer, timeout time.Duration) *Client {
 
 // StatusError is a non-2xx answer that is not retried.
 type StatusError struct {
-	Status int
-	Code   string
+	Status  int
+	Code    string
+	Message string // the peer's public message
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d %s", e.Status, e.Code) }
@@ -114,7 +115,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	var eb httpx.ErrorBody
 	_ = json.Unmarshal(data, &eb)
-	se := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code}
+	se := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return fmt.Errorf("%w: %s %s%s: %w", domain.ErrUnavailable, method, c.Base, path, se)
 	}

@@ -47,8 +47,8 @@ func TestOrderTransitions(t *testing.T) {
 }
 
 func TestOrderCancelRecordsReason(t *testing.T) {
-	o := NewOrder("o1", "u1", []OrderLine{{ItemID: "a", Quantity: 2, PriceCents: 150}, {ItemID: "b", Quantity: 1, PriceCents: 99}}, t0, t0.Add(time.Minute), "h")
-	if o.TotalCents != 399 || o.Status != OrderUnpaid {
+	o, err := NewOrder("o1", "u1", []OrderLine{{ItemID: "a", Quantity: 2, PriceCents: 150}, {ItemID: "b", Quantity: 1, PriceCents: 99}}, t0, t0.Add(time.Minute))
+	if err != nil || o.TotalCents != 399 || o.Status != OrderUnpaid {
 		t.Fatalf("new order = %+v", o)
 	}
 	o.Cancel(t0, CancelPaymentTimeout)
@@ -205,4 +205,54 @@ func TestCheckWants(t *testing.T) {
 	if CheckWants(many) == nil {
 		t.Fatal("too many lines accepted")
 	}
+}
+
+// Money never wraps: a line or an order total beyond int64 cents is an
+// *InvalidError (ErrAmountOverflow), and Reserve then takes nothing.
+func TestMoneyNeverWraps(t *testing.T) {
+	const big = 4_000_000_000_000_000_000
+	tests := []struct {
+		name  string
+		lines []OrderLine
+		total int64
+		ok    bool
+	}{
+		{"fits", []OrderLine{{"a", 3, 100}, {"b", 1, 7}}, 307, true},
+		{"line overflows", []OrderLine{{"a", 3, big}}, 0, false},
+		{"sum overflows", []OrderLine{{"a", 2, big}, {"b", 1, big}}, 0, false},
+		{"maximal order fits", maximalOrder(), MaxOrderCents, true},
+		{"negative price", []OrderLine{{"a", 1, -1}}, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Total(tc.lines)
+			if tc.ok != (err == nil) || got != tc.total {
+				t.Fatalf("Total = %d, %v", got, err)
+			}
+			if !tc.ok && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("%v is not ErrInvalid", err)
+			}
+		})
+	}
+	if _, err := Total([]OrderLine{{"a", 3, big}}); !errors.Is(err, ErrAmountOverflow) {
+		t.Fatalf("overflow error %v is not ErrAmountOverflow", err)
+	}
+	if MaxBalanceCents+MaxOrderCents < 0 || MaxOrderCents <= 0 {
+		t.Fatal("the money bounds wrap themselves")
+	}
+	items := map[string]*Item{"a": {ID: "a", PriceCents: big, Stock: 10}}
+	if _, err := Reserve(items, []Want{{"a", 3}}); !errors.Is(err, ErrAmountOverflow) || items["a"].Stock != 10 {
+		t.Fatalf("Reserve of an overflowing order: %v, stock %d", err, items["a"].Stock)
+	}
+	if _, err := NewOrder("o", "u", []OrderLine{{"a", 3, big}}, t0, t0); !errors.Is(err, ErrAmountOverflow) {
+		t.Fatalf("NewOrder of an overflowing order: %v", err)
+	}
+}
+
+func maximalOrder() []OrderLine {
+	lines := make([]OrderLine, MaxLinesPerOrder)
+	for i := range lines {
+		lines[i] = OrderLine{ItemID: strings.Repeat("x", i+1), Quantity: MaxQuantityPerRow, PriceCents: MaxPriceCents}
+	}
+	return lines
 }

@@ -21,15 +21,32 @@ var (
 	ErrUnavailable         = errors.New("dependency unavailable")
 	ErrUnauthenticated     = errors.New("unauthenticated")
 	ErrForbidden           = errors.New("forbidden")
+	ErrOrderPaid           = errors.New("order is paid")
+	ErrCreateInProgress    = errors.New("a create with this idempotency key is still running")
+	// ErrUnprocessable: a well-formed request or event that refers to
+	// something that cannot exist (a payment event for an unknown order).
+	ErrUnprocessable = errors.New("unprocessable")
+	// ErrAmountOverflow: a line or order total, or a balance, that does not
+	// fit in int64 cents. It is always carried by an *InvalidError.
+	ErrAmountOverflow = errors.New("amount does not fit in int64 cents")
 )
 
-// InvalidError reports a bad input with a message that is safe to show the caller.
-type InvalidError struct{ Msg string }
+// InvalidError reports a bad input with a message that is safe to show the
+// caller. Cause, when set, says which kind (ErrAmountOverflow).
+type InvalidError struct {
+	Msg   string
+	Cause error
+}
 
 func (e *InvalidError) Error() string { return e.Msg }
 
-// Unwrap lets errors.Is(err, ErrInvalid) match.
-func (e *InvalidError) Unwrap() error { return ErrInvalid }
+// Unwrap lets errors.Is(err, ErrInvalid) match, and errors.Is of its Cause.
+func (e *InvalidError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{ErrInvalid, e.Cause}
+	}
+	return []error{ErrInvalid}
+}
 
 // Invalidf builds an *InvalidError.
 func Invalidf(format string, args ...any) error {

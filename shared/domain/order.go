@@ -11,8 +11,11 @@ const (
 	OrderCancelled OrderStatus = "CANCELLED"
 )
 
-// CancelPaymentTimeout is the cancel reason when the payment deadline passed.
-const CancelPaymentTimeout = "PAYMENT_TIMEOUT"
+// Cancel reasons.
+const (
+	CancelPaymentTimeout = "PAYMENT_TIMEOUT" // the payment deadline passed
+	CancelUserCancelled  = "USER_CANCELLED"  // the shopper gave the order up
+)
 
 // OrderLine is one item of an order, priced from the catalog at reservation time.
 type OrderLine struct {
@@ -33,27 +36,25 @@ type Order struct {
 	PaidAt       time.Time
 	CancelledAt  time.Time
 	CancelReason string
-	// RequestHash identifies the request that created the order, so that an
-	// Idempotency-Key reused with another body is recognised.
-	RequestHash string
 }
 
 // NewOrder builds an UNPAID order from reserved lines. The total is computed
-// here from catalog prices, never taken from a client.
-func NewOrder(id, userID string, lines []OrderLine, now, deadline time.Time, requestHash string) Order {
-	o := Order{
-		ID:          id,
-		UserID:      userID,
-		Status:      OrderUnpaid,
-		Items:       append([]OrderLine(nil), lines...),
-		Deadline:    deadline.UTC(),
-		CreatedAt:   now.UTC(),
-		RequestHash: requestHash,
+// here from catalog prices, never taken from a client; one that does not fit
+// in int64 cents is an *InvalidError (ErrAmountOverflow).
+func NewOrder(id, userID string, lines []OrderLine, now, deadline time.Time) (Order, error) {
+	total, err := Total(lines)
+	if err != nil {
+		return Order{}, err
 	}
-	for _, l := range lines {
-		o.TotalCents += l.Quantity * l.PriceCents
-	}
-	return o
+	return Order{
+		ID:         id,
+		UserID:     userID,
+		Status:     OrderUnpaid,
+		Items:      append([]OrderLine(nil), lines...),
+		TotalCents: total,
+		Deadline:   deadline.UTC(),
+		CreatedAt:  now.UTC(),
+	}, nil
 }
 
 // MarkPaid moves UNPAID → PAID.

@@ -40,8 +40,10 @@ type Reservation struct {
 }
 
 // Reserve takes wants from items, all or nothing. items must hold every
-// wanted item id; a missing one is ErrUnknownItem. On success the items'
-// stock is reduced and the priced lines are returned in the order of wants.
+// wanted item id; a missing one is ErrUnknownItem. A line or order total
+// that does not fit in int64 cents is an *InvalidError (ErrAmountOverflow).
+// On success the items' stock is reduced and the priced lines are returned
+// in the order of wants; on any error nothing is taken.
 func Reserve(items map[string]*Item, wants []Want) ([]OrderLine, error) {
 	lines := make([]OrderLine, 0, len(wants))
 	for _, w := range wants {
@@ -53,6 +55,9 @@ func Reserve(items map[string]*Item, wants []Want) ([]OrderLine, error) {
 			return nil, ErrInsufficientStock
 		}
 		lines = append(lines, OrderLine{ItemID: w.ItemID, Quantity: w.Quantity, PriceCents: it.PriceCents})
+	}
+	if _, err := Total(lines); err != nil {
+		return nil, err
 	}
 	for _, w := range wants {
 		items[w.ItemID].Stock -= w.Quantity

@@ -84,7 +84,7 @@ func Paid(orderID, payOrderID string, now time.Time, trace string) broker.Messag
 func ParseTimeout(raw []byte) (orderID string, deadline time.Time, err error) {
 	var d TimeoutData
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return "", time.Time{}, domain.Invalidf("event data is not a JSON object: %v", err)
+		return "", time.Time{}, domain.Invalidf("event data is not a JSON object with the expected fields")
 	}
 	if err := domain.CheckID("orderId", d.OrderID); err != nil {
 		return "", time.Time{}, err
@@ -100,7 +100,7 @@ func ParseTimeout(raw []byte) (orderID string, deadline time.Time, err error) {
 func ParsePaid(raw []byte) (string, error) {
 	var d PaidData
 	if err := json.Unmarshal(raw, &d); err != nil {
-		return "", domain.Invalidf("event data is not a JSON object: %v", err)
+		return "", domain.Invalidf("event data is not a JSON object with the expected fields")
 	}
 	if err := domain.CheckID("orderId", d.OrderID); err != nil {
 		return "", fmt.Errorf("payment event: %w", err)

@@ -82,64 +82,68 @@ func JSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Status maps an error to its HTTP status and contract error code.
-func Status(err error) (int, string) {
-	var inv *domain.InvalidError
-	switch {
-	case errors.As(err, &inv):
-		return http.StatusBadRequest, "INVALID_ARGUMENT"
-	case errors.Is(err, domain.ErrUnauthenticated):
-		return http.StatusUnauthorized, "UNAUTHENTICATED"
-	case errors.Is(err, domain.ErrForbidden):
-		return http.StatusForbidden, "PERMISSION_DENIED"
-	case errors.Is(err, domain.ErrUnknownItem):
-		return http.StatusNotFound, "ITEM_NOT_FOUND"
-	case errors.Is(err, domain.ErrNotFound):
-		return http.StatusNotFound, "NOT_FOUND"
-	case errors.Is(err, domain.ErrInsufficientStock):
-		return http.StatusConflict, "INSUFFICIENT_STOCK"
-	case errors.Is(err, domain.ErrOrderClosed):
-		return http.StatusConflict, "ORDER_CLOSED"
-	case errors.Is(err, domain.ErrIdempotencyMismatch):
-		return http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED"
-	case errors.Is(err, domain.ErrInsufficientBalance):
-		return http.StatusPaymentRequired, "INSUFFICIENT_BALANCE"
-	case errors.Is(err, domain.ErrUnavailable):
-		return http.StatusServiceUnavailable, "UNAVAILABLE"
-	}
-	return http.StatusInternalServerError, "INTERNAL"
+// Transport-level refusals, mapped like the domain's errors.
+var (
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	ErrUnsupportedMedia = errors.New("unsupported media type")
+)
+
+// statuses maps errors to the contract's status, code and public message,
+// first match wins. It is the one place where an error becomes an answer.
+var statuses = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+}{
+	{domain.ErrUnauthenticated, http.StatusUnauthorized, "UNAUTHENTICATED", "missing or invalid credentials"},
+	{domain.ErrForbidden, http.StatusForbidden, "PERMISSION_DENIED", "this caller may not use this endpoint"},
+	{ErrMethodNotAllowed, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "method not allowed"},
+	{ErrUnsupportedMedia, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "unsupported media type"},
+	{domain.ErrUnprocessable, http.StatusUnprocessableEntity, "UNPROCESSABLE", "the request refers to something that does not exist"},
+	{domain.ErrUnknownItem, http.StatusNotFound, "ITEM_NOT_FOUND", "unknown item"},
+	{domain.ErrNotFound, http.StatusNotFound, "NOT_FOUND", "not found"},
+	{domain.ErrInsufficientStock, http.StatusConflict, "INSUFFICIENT_STOCK", "insufficient stock"},
+	{domain.ErrOrderPaid, http.StatusConflict, "ORDER_PAID", "the order is paid"},
+	{domain.ErrOrderClosed, http.StatusConflict, "ORDER_CLOSED", "the order is closed"},
+	{domain.ErrCreateInProgress, http.StatusConflict, "CREATE_IN_PROGRESS", "an order with this Idempotency-Key is still being created; retry shortly"},
+	{domain.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request"},
+	{domain.ErrInsufficientBalance, http.StatusPaymentRequired, "INSUFFICIENT_BALANCE", "insufficient balance"},
+	{domain.ErrUnavailable, http.StatusServiceUnavailable, "UNAVAILABLE", "a dependency is unavailable; try again"},
 }
 
-var publicMessages = map[string]string{
-	"UNAUTHENTICATED":        "missing or invalid credentials",
-	"PERMISSION_DENIED":      "this caller may not use this endpoint",
-	"ITEM_NOT_FOUND":         "unknown item",
-	"NOT_FOUND":              "not found",
-	"INSUFFICIENT_STOCK":     "insufficient stock",
-	"ORDER_CLOSED":           "the order is closed",
-	"IDEMPOTENCY_KEY_REUSED": "this Idempotency-Key was used with a different request",
-	"INSUFFICIENT_BALANCE":   "insufficient balance",
-	"UNAVAILABLE":            "a dependency is unavailable; try again",
-	"INTERNAL":               "internal error",
+// Status maps an error to its HTTP status and contract error code.
+func Status(err error) (int, string) {
+	status, body := Body(err)
+	return status, body.Error.Code
+}
+
+// Body is the status and the contract's error body for err. Only the
+// messages of *domain.InvalidError reach the caller; everything else gets a
+// fixed text per code, never an internal error's.
+func Body(err error) (int, ErrorBody) {
+	var inv *domain.InvalidError
+	if errors.As(err, &inv) {
+		return http.StatusBadRequest, ErrorBody{Error: ErrorDetail{Code: "INVALID_ARGUMENT", Message: inv.Msg}}
+	}
+	for _, s := range statuses {
+		if errors.Is(err, s.err) {
+			return s.status, ErrorBody{Error: ErrorDetail{Code: s.code, Message: s.message}}
+		}
+	}
+	return http.StatusInternalServerError, ErrorBody{Error: ErrorDetail{Code: "INTERNAL", Message: "internal error"}}
 }
 
 // Error writes the contract's error body for err and logs the detail once.
-// Only the messages of *domain.InvalidError reach the caller; everything
-// else gets a fixed text per code.
 func Error(w http.ResponseWriter, r *http.Request, err error, attrs ...any) {
-	status, code := Status(err)
-	msg := publicMessages[code]
-	var inv *domain.InvalidError
-	if errors.As(err, &inv) {
-		msg = inv.Msg
-	}
+	status, body := Body(err)
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
 	}
 	logging.From(r.Context()).Log(r.Context(), level, "request failed",
-		append(attrs, "status", status, "code", code, "error", err.Error(), "method", r.Method, "path", r.URL.Path)...)
-	JSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+		append(attrs, "status", status, "code", body.Error.Code, "error", err.Error(), "method", r.Method, "path", r.URL.Path)...)
+	JSON(w, status, body)
 }
 
 // NotFound answers 404 with the contract's body.
@@ -149,7 +153,7 @@ func NotFound(w http.ResponseWriter, r *http.Request) {
 
 // MethodNotAllowed answers 405 with the contract's body.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	JSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "METHOD_NOT_ALLOWED", Message: "method not allowed"}})
+	Error(w, r, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, ErrMethodNotAllowed))
 }
 
 // PathID returns the single path segment after prefix ("/" + id), checked

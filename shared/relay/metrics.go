@@ -24,9 +24,31 @@ type Metrics struct {
 	Connected    atomic.Bool
 	Reconnects   atomic.Int64
 
+	refusals [len(refusalStatuses)]atomic.Int64 // by refusalStatuses
+
 	lateCount   atomic.Int64
 	lateSumUS   atomic.Int64
 	lateBuckets [14]atomic.Int64 // len(latencyBuckets)+1
+}
+
+// Refused counts a delivery the target refused with a configuration
+// status (see refusalStatuses).
+func (m *Metrics) Refused(status int) {
+	for i, s := range refusalStatuses {
+		if s == status {
+			m.refusals[i].Add(1)
+		}
+	}
+}
+
+// Refusals returns how many deliveries the target refused with status.
+func (m *Metrics) Refusals(status int) int64 {
+	for i, s := range refusalStatuses {
+		if s == status {
+			return m.refusals[i].Load()
+		}
+	}
+	return 0
 }
 
 // ObserveLateness records how late a first delivery attempt was.
@@ -53,13 +75,17 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
 	}
 	counter("relay_delivered_total", "Messages acked after a 2xx from the target.", m.Delivered.Load())
-	counter("relay_retried_total", "Deliveries re-scheduled after a 5xx, 429, 408 or timeout.", m.Retried.Load())
+	counter("relay_retried_total", "Deliveries re-scheduled after a failure (any answer but 2xx, 400 and 422, or none).", m.Retried.Load())
 	counter("relay_retry_copies_total", "Retries that moved to a copy in the retry queue or on the ladder; the rest waited in memory.", m.RetryCopies.Load())
 	counter("relay_ack_frames_total", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load())
 	counter("relay_dead_lettered_total", "Messages sent to the dead-letter queue.", m.DeadLettered.Load())
 	counter("relay_hops_total", "Messages re-published to a delay tier because not yet due.", m.Hops.Load())
 	counter("relay_redelivered_total", "Deliveries the broker marked as redelivered (possible duplicates).", m.Redelivered.Load())
 	counter("relay_reconnects_total", "Broker reconnections.", m.Reconnects.Load())
+	fmt.Fprintf(w, "# HELP relay_target_refusals_total Deliveries the target refused with 401, 403, 404, 405 or 415 (a configuration problem; retried).\n# TYPE relay_target_refusals_total counter\n")
+	for i, s := range refusalStatuses {
+		fmt.Fprintf(w, "relay_target_refusals_total{status=\"%d\"} %d\n", s, m.refusals[i].Load())
+	}
 	gauge("relay_in_flight", "Messages taken from the broker and not yet acked.", m.InFlight.Load())
 	gauge("relay_held", "Messages waiting in memory until due or until their retry.", m.Held.Load())
 	up := int64(0)

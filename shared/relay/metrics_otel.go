@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -15,7 +16,7 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) error {
 		get        func() int64
 	}{
 		{"relay.delivered", "Messages acked after a 2xx from the target.", m.Delivered.Load},
-		{"relay.retried", "Deliveries re-scheduled after a 5xx, 429, 408 or timeout.", m.Retried.Load},
+		{"relay.retried", "Deliveries re-scheduled after a failure (any answer but 2xx, 400 and 422, or none).", m.Retried.Load},
 		{"relay.retry_copies", "Retries that moved to a copy in the retry queue or on the ladder.", m.RetryCopies.Load},
 		{"relay.ack_frames", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load},
 		{"relay.dead_lettered", "Messages sent to the dead-letter queue.", m.DeadLettered.Load},
@@ -40,13 +41,21 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) error {
 	if err != nil {
 		return err
 	}
-	obs = append(obs, inflight, held)
+	refusals, err := meter.Int64ObservableCounter("relay.target_refusals",
+		metric.WithDescription("Deliveries the target refused with 401, 403, 404, 405 or 415 (a configuration problem; retried)."))
+	if err != nil {
+		return err
+	}
+	obs = append(obs, inflight, held, refusals)
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		for i, c := range counters {
 			o.ObserveInt64(cs[i], c.get())
 		}
 		o.ObserveInt64(inflight, m.InFlight.Load())
 		o.ObserveInt64(held, m.Held.Load())
+		for i, s := range refusalStatuses {
+			o.ObserveInt64(refusals, m.refusals[i].Load(), metric.WithAttributes(attribute.Int("status", s)))
+		}
 		return nil
 	}, obs...)
 	return err

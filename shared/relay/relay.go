@@ -517,12 +517,13 @@ func (s *session) handle(wc **wconn, j job) {
 		s.settle(j, m, "malformed message: "+err.Error())
 		return
 	}
-	switch {
-	case err == nil && status/100 == 2:
+	verdict := judge(status, err)
+	switch verdict {
+	case delivered:
 		r.Metrics.Delivered.Add(1)
 		ack.ack(j.tag)
 		return
-	case err == nil && status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+	case badMessage:
 		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail))
 		return
 	}
@@ -535,8 +536,16 @@ func (s *session) handle(wc **wconn, j job) {
 		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
 		return
 	}
-	wait := r.retryWait(m.Attempt, err == nil && status == http.StatusTooManyRequests)
-	if r.opt.Log.Enabled(s.ctx, slog.LevelInfo) {
+	wait := r.retryWait(m.Attempt, verdict != transient)
+	switch {
+	case verdict == refused:
+		// The target's configuration or ours (credentials, IAM, URL), not
+		// the message: loud, counted for an alert, and retried like any
+		// failure until it is fixed or the attempts run out.
+		r.Metrics.Refused(status)
+		s.log(m).Error("target refused the delivery: check the relay's credential and target URL; retrying",
+			"status", status, "attempt", m.Attempt, "in", wait.String(), "reason", reason)
+	case r.opt.Log.Enabled(s.ctx, slog.LevelInfo):
 		s.log(m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
 	m.DueAt = r.opt.Now().Add(wait)
@@ -656,16 +665,64 @@ func (s *session) unpublished(j job, m broker.Message, what string, err error) {
 	}
 }
 
+// verdict is what a target's answer means for the message.
+type verdict int
+
+const (
+	delivered  verdict = iota // 2xx: done
+	badMessage                // 400, 422: the message itself is bad; dead-letter it
+	refused                   // 401, 403, 404, 405, 415: configuration; retry with backoff, loudly
+	throttled                 // 429: slow down; retry with backoff
+	transient                 // anything else (5xx, 408, other 4xx, no answer): retry
+)
+
+// judge classifies a delivery's outcome. Only an answer that says the
+// message is bad dead-letters it at once: an answer about who calls or
+// where (a credential still propagating, a rotated secret, a wrong
+// audience or URL) would otherwise dead-letter every timer until fixed.
+func judge(status int, err error) verdict {
+	switch {
+	case err != nil:
+		return transient
+	case status/100 == 2:
+		return delivered
+	case status == http.StatusBadRequest, status == http.StatusUnprocessableEntity:
+		return badMessage
+	case status == http.StatusTooManyRequests:
+		return throttled
+	case refusal(status):
+		return refused
+	}
+	return transient
+}
+
+// refusalStatuses are the answers that say the relay's configuration, not
+// the message, is wrong; relay_target_refusals_total counts each.
+var refusalStatuses = [...]int{
+	http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound,
+	http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType,
+}
+
+func refusal(status int) bool {
+	for _, s := range refusalStatuses {
+		if s == status {
+			return true
+		}
+	}
+	return false
+}
+
 // immediatePause is the longest wait of an immediate retry.
 const immediatePause = 50 * time.Millisecond
 
 // retryWait is how long the attempt-th retry waits: the first
 // ImmediateRetries a short pause, then exponential backoff with jitter,
 // where d doubles from BackoffBase per retry up to BackoffMax. A target
-// that said 429 (slow down) gets no immediate retry.
-func (r *Relay) retryWait(attempt int, throttled bool) time.Duration {
+// that said 429 (slow down) or refused the caller gets no immediate retry:
+// neither passes in 50 ms.
+func (r *Relay) retryWait(attempt int, noImmediate bool) time.Duration {
 	immediate := max(r.opt.ImmediateRetries, 0)
-	if attempt <= immediate && !throttled {
+	if attempt <= immediate && !noImmediate {
 		return jitter(immediatePause)
 	}
 	d := r.opt.BackoffBase

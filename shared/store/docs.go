@@ -77,14 +77,13 @@ type orderDoc struct {
 	PaidAt       *time.Time `firestore:"paidAt,omitempty"`
 	CancelledAt  *time.Time `firestore:"cancelledAt,omitempty"`
 	CancelReason string     `firestore:"cancelReason,omitempty"`
-	RequestHash  string     `firestore:"requestHash,omitempty"`
 }
 
 func toOrderDoc(o domain.Order) orderDoc {
 	return orderDoc{
 		UserID: o.UserID, Status: string(o.Status), Items: toLineDocs(o.Items), TotalCents: o.TotalCents,
 		Deadline: o.Deadline.UTC(), CreatedAt: o.CreatedAt.UTC(), PaidAt: ts(o.PaidAt), CancelledAt: ts(o.CancelledAt),
-		CancelReason: o.CancelReason, RequestHash: o.RequestHash,
+		CancelReason: o.CancelReason,
 	}
 }
 
@@ -92,7 +91,7 @@ func (d orderDoc) domain(id string) domain.Order {
 	return domain.Order{
 		ID: id, UserID: d.UserID, Status: domain.OrderStatus(d.Status), Items: fromLineDocs(d.Items), TotalCents: d.TotalCents,
 		Deadline: d.Deadline.UTC(), CreatedAt: d.CreatedAt.UTC(), PaidAt: unts(d.PaidAt), CancelledAt: unts(d.CancelledAt),
-		CancelReason: d.CancelReason, RequestHash: d.RequestHash,
+		CancelReason: d.CancelReason,
 	}
 }
 

@@ -40,7 +40,11 @@ func (s *Store) PayOrder(ctx context.Context, orderID string) (domain.PayOrder, 
 // this user), domain.ErrOrderClosed (cancelled or pay order closed),
 // domain.ErrInsufficientBalance (nothing debited, nothing written).
 func (s *Store) Pay(ctx context.Context, orderID, userID, newPayOrderID string) (p domain.PayOrder, changed bool, err error) {
-	defer s.locks.lock("pay/"+orderID, "wallet/"+userID)()
+	unlock, err := s.locks.lock(ctx, "pay/"+orderID, "wallet/"+userID)
+	if err != nil {
+		return domain.PayOrder{}, false, fmt.Errorf("pay order %q: %w", orderID, err)
+	}
+	defer unlock()
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		changed = false
 		osnap, err := t.Get(s.orderRef(orderID))
@@ -108,12 +112,16 @@ func (s *Store) Pay(ctx context.Context, orderID, userID, newPayOrderID string) 
 // is refused. It returns the pay order as stored and what happened: Refused
 // means a payment won the race (the pay order is SUCCESS).
 func (s *Store) ClosePayOrder(ctx context.Context, orderID, newPayOrderID string) (domain.PayOrder, domain.Change, error) {
-	defer s.locks.lock("pay/" + orderID)()
+	unlock, err := s.locks.lock(ctx, "pay/"+orderID)
+	if err != nil {
+		return domain.PayOrder{}, 0, fmt.Errorf("close pay order %q: %w", orderID, err)
+	}
+	defer unlock()
 	var (
 		p      domain.PayOrder
 		change domain.Change
 	)
-	err := s.tx(ctx, func(t *firestore.Transaction) error {
+	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		psnap, err := t.Get(s.payRef(orderID))
 		if err != nil && !notFound(err) {
 			return err

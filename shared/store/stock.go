@@ -70,9 +70,13 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 	for _, w := range wants {
 		keys = append(keys, "item/"+w.ItemID)
 	}
-	defer s.locks.lock(keys...)()
+	unlock, err := s.locks.lock(ctx, keys...)
+	if err != nil {
+		return nil, fmt.Errorf("reserve stock for order %q: %w", orderID, err)
+	}
+	defer unlock()
 	var lines []domain.OrderLine
-	err := s.tx(ctx, func(t *firestore.Transaction) error {
+	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		resRef := s.c.Collection(ColReservations).Doc(orderID)
 		snap, err := t.Get(resRef)
 		if err != nil && !notFound(err) {
@@ -136,9 +140,13 @@ func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool)
 			keys = append(keys, "item/"+l.ItemID)
 		}
 	}
-	defer s.locks.lock(keys...)()
+	unlock, err := s.locks.lock(ctx, keys...)
+	if err != nil {
+		return domain.NoOp, fmt.Errorf("restore stock for order %q: %w", orderID, err)
+	}
+	defer unlock()
 	change := domain.NoOp
-	err := s.tx(ctx, func(t *firestore.Transaction) error {
+	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		change = domain.NoOp
 		if onlyIfNoOrder {
 			osnap, err := t.Get(s.orderRef(orderID))

@@ -47,9 +47,11 @@ type Store struct {
 }
 
 // New opens a client for projectID (database "(default)"). With
-// FIRESTORE_EMULATOR_HOST set, the client talks to the emulator.
+// FIRESTORE_EMULATOR_HOST set, the client talks to the emulator. The client
+// outlives ctx (it is created once per instance and serves every request):
+// ctx's values reach it, its cancellation does not.
 func New(ctx context.Context, projectID string) (*Store, error) {
-	c, err := firestore.NewClient(ctx, projectID)
+	c, err := firestore.NewClient(context.WithoutCancel(ctx), projectID)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for project %q: %w", projectID, err)
 	}

@@ -152,7 +152,7 @@ func reserve(t *testing.T, s *store.Store, id string) {
 func seedOrder(t *testing.T, s *store.Store, id, user string, total int64) {
 	t.Helper()
 	reserve(t, s, id)
-	o := domain.NewOrder(id, user, []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: total}}, time.Now(), time.Now().Add(time.Minute), "")
+	o, _ := domain.NewOrder(id, user, []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: total}}, time.Now(), time.Now().Add(time.Minute))
 	if _, created, err := s.CreateOrder(ctxT(t), o); err != nil || !created {
 		t.Fatalf("create order %s: %v %v", id, created, err)
 	}
@@ -283,7 +283,7 @@ func TestCreateOrderConverges(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o := domain.NewOrder("same", "u", []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: int64(i)}}, time.Now(), time.Now(), "")
+			o, _ := domain.NewOrder("same", "u", []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: int64(i)}}, time.Now(), time.Now())
 			var err error
 			if _, created[i], err = s.CreateOrder(ctx, o); err != nil {
 				t.Error(err)
@@ -306,7 +306,7 @@ func TestOrderNeedsLiveReservation(t *testing.T) {
 	t.Parallel()
 	s, _ := testenv.Store(t)
 	ctx := ctxT(t)
-	o := domain.NewOrder("o1", "u", []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: 1}}, time.Now(), time.Now(), "")
+	o, _ := domain.NewOrder("o1", "u", []domain.OrderLine{{ItemID: "x", Quantity: 1, PriceCents: 1}}, time.Now(), time.Now())
 	if _, _, err := s.CreateOrder(ctx, o); !errors.Is(err, domain.ErrOrderClosed) {
 		t.Fatalf("order without reservation: %v", err)
 	}
@@ -349,5 +349,39 @@ func TestCartUpdate(t *testing.T) {
 	empty, err := s.Cart(ctx, "nobody")
 	if err != nil || len(empty.Lines) != 0 {
 		t.Fatalf("empty cart %+v %v", empty, err)
+	}
+}
+
+// A caller waiting for a key that another transaction of this process
+// holds gives up when its context ends, with nothing taken; the key is
+// usable again once released.
+func TestWaitForKeyEndsWithContext(t *testing.T) {
+	t.Parallel()
+	s, _ := testenv.Store(t)
+	ctx := ctxT(t)
+	if err := s.PutItem(ctx, domain.Item{ID: "x", Name: "X", PriceCents: 1, Stock: 5}); err != nil {
+		t.Fatal(err)
+	}
+	release := s.HoldKeys("item/x")
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Reserve(short, "o1", []domain.Want{{ItemID: "x", Quantity: 1}})
+	if !errors.Is(err, domain.ErrUnavailable) || time.Since(start) > 2*time.Second {
+		t.Fatalf("reserve behind a held key: %v after %v, want ErrUnavailable when its context ends", err, time.Since(start))
+	}
+	payCtx, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel2()
+	releasePay := s.HoldKeys("pay/o9")
+	if _, _, err := s.ClosePayOrder(payCtx, "o9", "p9"); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("close behind a held key: %v", err)
+	}
+	releasePay()
+	release()
+	if got := mustItem(t, s, "x").Stock; got != 5 {
+		t.Fatalf("stock %d after the abandoned reserve, want 5", got)
+	}
+	if _, err := s.Reserve(ctx, "o1", []domain.Want{{ItemID: "x", Quantity: 1}}); err != nil {
+		t.Fatalf("reserve after release: %v", err)
 	}
 }

@@ -1,0 +1,105 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
+)
+
+// Against the real RabbitMQ: callers that give up while their publish waits
+// for its confirm fail alone. The shared connection stays up, and every
+// patient caller's publish on it is confirmed (the publisher used to close
+// the connection on any failed publish, losing every confirm in flight).
+func TestPublisherCallerGivingUpFailsOnlyItself(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	topo := Topology{Prefix: testenv.UniqueName("ot-pubcancel"), Mode: ModeLadder, Tiers: firstTier + 1}
+	if err := testenv.OnAMQPChannel(url, topo.Declare); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := testenv.OnAMQPChannel(url, topo.Delete); err != nil {
+			t.Errorf("delete topology: %v", err)
+		}
+	})
+	p := NewPublisher(url, topo)
+	defer p.Close()
+	if err := p.Publish(context.Background(), Message{ID: "warm", Type: "t", DueAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	conn := p.conn
+
+	for round := range 3 {
+		const n = 200
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			failed  []string
+			gaveUp  int
+			patient int
+		)
+		for i := range n {
+			impatient := i%2 == 0
+			if !impatient {
+				patient++
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := context.Background()
+				if impatient {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(3000))*time.Microsecond)
+					defer cancel()
+				}
+				m := Message{ID: fmt.Sprintf("r%d-%d", round, i), Type: "t", DueAt: time.Now(), Data: []byte(`{}`)}
+				err := p.Publish(ctx, m)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+				case impatient:
+					gaveUp++
+				default:
+					failed = append(failed, err.Error())
+				}
+			}()
+		}
+		wg.Wait()
+		if len(failed) > 0 {
+			t.Fatalf("round %d: %d of %d patient publishes failed, first: %s", round, len(failed), patient, failed[0])
+		}
+		t.Logf("round %d: %d patient publishes confirmed, %d impatient callers gave up", round, patient, gaveUp)
+	}
+	if p.conn != conn {
+		t.Fatal("the publisher replaced its connection although the broker never failed")
+	}
+	// Nothing abandoned stays noted on the channel.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.ch.mu.Lock()
+		left := len(p.ch.returned) + len(p.ch.waiting)
+		p.ch.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d abandoned publishes still noted on the channel", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The publisher still dials again once the connection really breaks.
+	if err := p.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(context.Background(), Message{ID: "after", Type: "t", DueAt: time.Now()}); err != nil {
+		t.Fatalf("publish after the connection closed: %v", err)
+	}
+	if p.conn == conn {
+		t.Fatal("the publisher kept a closed connection")
+	}
+}
