@@ -83,6 +83,8 @@ resource "google_cloudfunctions2_function" "fn" {
     environment_variables = merge(local.function_env, {
       # Who may call this function's internal routes (ID-token check in code).
       INTERNAL_ALLOWED_CALLERS = join(",", [for c in local.callers_of[each.key] : local.caller_emails[c]])
+      # The audience those callers' ID tokens must carry: this function's URL.
+      INTERNAL_AUDIENCE = local.fn_url[each.key]
     })
     secret_environment_variables {
       key        = "AMQP_URL"

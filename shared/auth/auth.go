@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/idtoken"
+	"google.golang.org/api/option"
 
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -86,16 +89,38 @@ func SignHS256(secret []byte, sub string, ttl time.Duration) (string, error) {
 // Platform ID tokens.
 const FirebaseCertsURL = "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
 
+// keyFetchTimeout bounds one fetch of signing keys: a key server that does
+// not answer makes a request fail, never hang.
+const keyFetchTimeout = 5 * time.Second
+
+// staleKeys is how long signing keys stay usable past their max-age while
+// the key server cannot be reached (Google rotates them over days, and
+// publishes each new key well before it signs with it).
+const staleKeys = 24 * time.Hour
+
 // Firebase verifies Firebase Auth / Identity Platform ID tokens: RS256, kid
 // from the published certificates, iss https://securetoken.google.com/<project>,
-// aud <project>, unexpired; the user id is sub.
+// aud <project>, iat and exp (with a minute of leeway), a non-empty sub; the
+// user id is sub. The signature and claims are checked by golang-jwt; the
+// keys are fetched and cached here (max-age of the key server's answer; a
+// kid not in the cache refreshes them at most once a minute).
 type Firebase struct {
-	Project string
-	Client  *http.Client
+	Project  string
+	Client   *http.Client // default: a client with keyFetchTimeout
+	CertsURL string       // default FirebaseCertsURL
+	Now      func() time.Time
 
-	mu      sync.Mutex
-	keys    map[string]*rsa.PublicKey
-	expires time.Time
+	mu       sync.Mutex
+	keys     map[string]*rsa.PublicKey
+	expires  time.Time
+	lastMiss time.Time
+}
+
+func (f *Firebase) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 // Verify checks the token and returns sub.
@@ -103,45 +128,76 @@ func (f *Firebase) Verify(ctx context.Context, token string) (string, error) {
 	claims := jwt.RegisteredClaims{}
 	_, err := jwt.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		keys, err := f.certs(ctx)
-		if err != nil {
-			return nil, err
-		}
-		k, ok := keys[kid]
-		if !ok {
-			return nil, fmt.Errorf("unknown key id %q", kid)
-		}
-		return k, nil
+		return f.key(ctx, kid)
 	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt(),
-		jwt.WithIssuer("https://securetoken.google.com/"+f.Project), jwt.WithAudience(f.Project), jwt.WithLeeway(time.Minute))
+		jwt.WithIssuer("https://securetoken.google.com/"+f.Project), jwt.WithAudience(f.Project),
+		jwt.WithLeeway(time.Minute), jwt.WithTimeFunc(f.now))
 	if err != nil {
 		return "", err
+	}
+	if claims.Subject == "" {
+		return "", fmt.Errorf("token has no sub")
 	}
 	return claims.Subject, nil
 }
 
-func (f *Firebase) certs(ctx context.Context) (map[string]*rsa.PublicKey, error) {
+// key returns the public key kid, from the cache while it is fresh.
+func (f *Firebase) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.keys != nil && time.Now().Before(f.expires) {
-		return f.keys, nil
+	now := f.now()
+	fresh := f.keys != nil && now.Before(f.expires)
+	if k, ok := f.keys[kid]; ok && fresh {
+		return k, nil
 	}
+	if fresh && now.Sub(f.lastMiss) < time.Minute {
+		return nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	if fresh {
+		f.lastMiss = now // a new key may have been published: look once
+	}
+	keys, maxAge, err := f.fetch(ctx)
+	switch {
+	case err == nil:
+		f.keys, f.expires = keys, now.Add(maxAge)
+	case f.keys != nil && now.Before(f.expires.Add(staleKeys)):
+		// The key server is down: keep using the keys we have.
+	default:
+		return nil, err
+	}
+	k, ok := f.keys[kid]
+	if !ok {
+		return nil, fmt.Errorf("unknown key id %q", kid)
+	}
+	return k, nil
+}
+
+func (f *Firebase) fetch(ctx context.Context) (map[string]*rsa.PublicKey, time.Duration, error) {
 	c := f.Client
 	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+		c = &http.Client{Timeout: keyFetchTimeout}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, FirebaseCertsURL, nil)
+	u := f.CertsURL
+	if u == "" {
+		u = FirebaseCertsURL
+	}
+	ctx, cancel := context.WithTimeout(ctx, keyFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch signing keys: %w", err)
+		return nil, 0, fmt.Errorf("fetch signing keys: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, 0, fmt.Errorf("fetch signing keys: status %d", resp.StatusCode)
+	}
 	var pems map[string]string
-	if err := json.NewDecoder(resp.Body).Decode(&pems); err != nil {
-		return nil, fmt.Errorf("decode signing keys: %w", err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&pems); err != nil {
+		return nil, 0, fmt.Errorf("decode signing keys: %w", err)
 	}
 	keys := make(map[string]*rsa.PublicKey, len(pems))
 	for kid, p := range pems {
@@ -157,8 +213,23 @@ func (f *Firebase) certs(ctx context.Context) (map[string]*rsa.PublicKey, error)
 			keys[kid] = k
 		}
 	}
-	f.keys, f.expires = keys, time.Now().Add(time.Hour)
-	return keys, nil
+	if len(keys) == 0 {
+		return nil, 0, fmt.Errorf("the key server published no usable key")
+	}
+	return keys, maxAge(resp.Header.Get("Cache-Control")), nil
+}
+
+// maxAge reads Cache-Control's max-age: between a minute and a day, an hour
+// when absent.
+func maxAge(cc string) time.Duration {
+	for _, part := range strings.Split(cc, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "max-age="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				return min(max(time.Duration(n)*time.Second, time.Minute), 24*time.Hour)
+			}
+		}
+	}
+	return time.Hour
 }
 
 // Internal checks that a request comes from an internal caller.
@@ -181,55 +252,112 @@ func (s SharedSecret) Check(r *http.Request) error {
 	return nil
 }
 
-// GoogleIDToken accepts requests bearing a Google-signed ID token of one of
-// the allowed service accounts. Functions that are not public are also
-// guarded by IAM; this check guards the internal routes of public ones.
+// GoogleIssuers are the issuers of Google-signed ID tokens.
+var GoogleIssuers = []string{"https://accounts.google.com", "accounts.google.com"}
+
+// GoogleIDToken accepts requests bearing a Google-signed ID token minted for
+// this function (aud is one of Audiences: its own URL) by one of the allowed
+// service accounts. Functions that are not public are also guarded by IAM;
+// this check guards the internal routes of public ones, and a token minted
+// for another service is refused even when its caller is allowed here.
+//
+// The signature, expiry and (given one) audience are checked by
+// google.golang.org/api/idtoken, Google's own library; it checks neither the
+// issuer nor iat, so those are checked here, and so are the audience list
+// and the caller.
 type GoogleIDToken struct {
-	Audience string // "" skips the audience check
-	Allowed  []string
+	Audiences []string
+	Allowed   []string
+	// Validator fetches Google's keys (default: one whose HTTP client gives
+	// up after keyFetchTimeout; keys are cached for their max-age).
+	Validator *idtoken.Validator
+	Now       func() time.Time
+
+	once   sync.Once
+	v      *idtoken.Validator
+	errNew error
 }
 
-// Check validates the token and the caller's email.
-func (g GoogleIDToken) Check(r *http.Request) error {
+func (g *GoogleIDToken) validator() (*idtoken.Validator, error) {
+	g.once.Do(func() {
+		g.v = g.Validator
+		if g.v == nil {
+			g.v, g.errNew = idtoken.NewValidator(context.Background(), option.WithHTTPClient(&http.Client{Timeout: keyFetchTimeout}))
+		}
+	})
+	return g.v, g.errNew
+}
+
+// Check validates the token, its audience, issuer and times, and the
+// caller's email.
+func (g *GoogleIDToken) Check(r *http.Request) error {
 	tok := Bearer(r)
 	if tok == "" {
 		return fmt.Errorf("no bearer ID token: %w", domain.ErrUnauthenticated)
 	}
-	p, err := idtoken.Validate(r.Context(), tok, g.Audience)
+	v, err := g.validator()
+	if err != nil {
+		return fmt.Errorf("%w: ID token validator: %w", domain.ErrUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), keyFetchTimeout)
+	defer cancel()
+	p, err := v.Validate(ctx, tok, "")
 	if err != nil {
 		return fmt.Errorf("%w: %w", domain.ErrUnauthenticated, err)
 	}
+	now := time.Now()
+	if g.Now != nil {
+		now = g.Now()
+	}
+	switch {
+	case !slices.Contains(g.Audiences, strings.TrimRight(p.Audience, "/")):
+		return fmt.Errorf("ID token minted for %q, not for this function: %w", p.Audience, domain.ErrUnauthenticated)
+	case !slices.Contains(GoogleIssuers, p.Issuer):
+		return fmt.Errorf("ID token issued by %q: %w", p.Issuer, domain.ErrUnauthenticated)
+	case p.IssuedAt > now.Add(time.Minute).Unix():
+		return fmt.Errorf("ID token not valid yet (iat %d): %w", p.IssuedAt, domain.ErrUnauthenticated)
+	case now.Unix() > p.Expires:
+		return fmt.Errorf("ID token expired: %w", domain.ErrUnauthenticated)
+	}
+	if nbf, ok := p.Claims["nbf"].(float64); ok && int64(nbf) > now.Add(time.Minute).Unix() {
+		return fmt.Errorf("ID token not valid yet (nbf %d): %w", int64(nbf), domain.ErrUnauthenticated)
+	}
 	email, _ := p.Claims["email"].(string)
-	if !slices.Contains(g.Allowed, email) {
+	verified, _ := p.Claims["email_verified"].(bool)
+	if !verified || !slices.Contains(g.Allowed, email) {
 		return fmt.Errorf("caller %q is not allowed: %w", email, domain.ErrForbidden)
 	}
 	return nil
 }
 
-// Signer adds an internal credential to outbound requests.
+// Signer adds an internal credential to outbound requests for audience,
+// the callee's base URL.
 type Signer interface {
-	Sign(r *http.Request) error
+	Sign(r *http.Request, audience string) error
 }
 
 // SecretSigner sets InternalHeader.
 type SecretSigner struct{ Secret string }
 
 // Sign sets the header.
-func (s SecretSigner) Sign(r *http.Request) error {
+func (s SecretSigner) Sign(r *http.Request, _ string) error {
 	r.Header.Set(InternalHeader, s.Secret)
 	return nil
 }
 
-// IDTokenSigner adds a Google ID token for the request's target (its
-// scheme://host), fetched from the metadata server and cached per audience.
+// IDTokenSigner adds a Google ID token minted for the callee's URL (so the
+// callee, checking its audience, accepts it, and no other service would),
+// from the metadata server (or Options' credentials), cached per audience.
 type IDTokenSigner struct {
+	Options []option.ClientOption
+
 	mu      sync.Mutex
 	sources map[string]oauth2.TokenSource
 }
 
-// Sign sets Authorization: Bearer <ID token for the target URL>.
-func (s *IDTokenSigner) Sign(r *http.Request) error {
-	aud := r.URL.Scheme + "://" + r.URL.Host
+// Sign sets Authorization: Bearer <ID token for audience>.
+func (s *IDTokenSigner) Sign(r *http.Request, audience string) error {
+	aud := strings.TrimRight(audience, "/")
 	s.mu.Lock()
 	if s.sources == nil {
 		s.sources = map[string]oauth2.TokenSource{}
@@ -237,7 +365,7 @@ func (s *IDTokenSigner) Sign(r *http.Request) error {
 	ts, ok := s.sources[aud]
 	if !ok {
 		var err error
-		if ts, err = idtoken.NewTokenSource(context.Background(), aud); err != nil {
+		if ts, err = idtoken.NewTokenSource(context.Background(), aud, s.Options...); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("ID token source for %s: %w", aud, err)
 		}
@@ -260,7 +388,7 @@ func FromConfig(c config.Config) (Users, Internal, Signer) {
 	}
 	var internal Internal = SharedSecret{Secret: c.InternalSecret}
 	if c.InternalMode == config.InternalGoogle {
-		internal = GoogleIDToken{Allowed: c.InternalCallers}
+		internal = &GoogleIDToken{Audiences: c.InternalAudiences, Allowed: c.InternalCallers}
 	}
 	return users, internal, SignerFor(c.InternalMode, c.InternalSecret)
 }

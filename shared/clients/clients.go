@@ -92,7 +92,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	if tp := telemetry.Inject(ctx); tp != "" {
 		req.Header.Set("traceparent", tp)
 	}
-	if err := c.Signer.Sign(req); err != nil {
+	if err := c.Signer.Sign(req, c.Base); err != nil {
 		return fmt.Errorf("%w: sign %s: %w", domain.ErrUnavailable, c.Base, err)
 	}
 	resp, err := c.HTTP.Do(req)

@@ -21,6 +21,7 @@ const (
 	EnvInternalMode       = "INTERNAL_AUTH_MODE"
 	EnvInternalSecret     = "INTERNAL_SHARED_SECRET"
 	EnvInternalCallers    = "INTERNAL_ALLOWED_CALLERS"
+	EnvInternalAudience   = "INTERNAL_AUDIENCE"
 	EnvDeductStockURL     = "DEDUCTSTOCK_URL"
 	EnvClearCartURL       = "CLEARCART_URL"
 	EnvPayURL             = "PAY_URL"
@@ -70,6 +71,9 @@ type Config struct {
 	// InternalCallers are the service-account emails allowed to call
 	// internal routes in google mode.
 	InternalCallers []string
+	// InternalAudiences are this function's own URLs: in google mode an
+	// internal caller's ID token must be minted for one of them.
+	InternalAudiences []string
 
 	DeductStockURL string
 	ClearCartURL   string
@@ -95,7 +99,7 @@ type Config struct {
 // these; a test holds it to that, and another compares it with terraform).
 var FunctionVars = []string{
 	EnvProject, EnvAuthMode, EnvAuthSecret, EnvAuthProject, EnvInternalMode, EnvInternalSecret, EnvInternalCallers,
-	EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
+	EnvInternalAudience, EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
 	EnvTimeoutDefault, EnvTimeoutMin, EnvTimeoutMax, EnvCallTimeout, EnvCheckLadder, EnvSweepGrace, EnvSweepSagaBudget,
 	EnvLogLevel, EnvTraceExporter,
 }
@@ -154,6 +158,11 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 			c.InternalCallers = append(c.InternalCallers, s)
 		}
 	}
+	for _, s := range strings.Split(str(EnvInternalAudience, ""), ",") {
+		if s = strings.TrimRight(strings.TrimSpace(s), "/"); s != "" {
+			c.InternalAudiences = append(c.InternalAudiences, s)
+		}
+	}
 	for _, s := range strings.Split(str(EnvCheckLadder, ""), ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -183,6 +192,9 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s must be at least 16 bytes in %s mode", EnvInternalSecret, InternalSecret))
 		}
 	case InternalGoogle:
+		if len(c.InternalAudiences) == 0 {
+			errs = append(errs, fmt.Errorf("%s is required in %s mode: this function's own URL, the audience its callers' ID tokens must carry", EnvInternalAudience, InternalGoogle))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, c.InternalMode, InternalSecret, InternalGoogle))
 	}

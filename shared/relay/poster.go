@@ -171,6 +171,14 @@ func stale(err error, reused bool) bool {
 	return errors.Is(err, errNoAnswer) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
+// audience is what the target's ID token is minted for: its URL without
+// query or trailing slash.
+func (p *poster) audience() string {
+	u := *p.target
+	u.RawQuery, u.Fragment = "", ""
+	return strings.TrimRight(u.String(), "/")
+}
+
 // post delivers m on *wc (dialled or re-dialled as needed) and returns the
 // status and the start of the answer's body.
 func (p *poster) post(ctx context.Context, wc **wconn, m broker.Message) (int, string, error) {
@@ -181,7 +189,7 @@ func (p *poster) post(ctx context.Context, wc **wconn, m broker.Message) (int, s
 	if p.signer != nil {
 		if _, ok := p.signer.(auth.SecretSigner); !ok {
 			r := &http.Request{URL: p.target, Header: http.Header{}}
-			if err := p.signer.Sign(r); err != nil {
+			if err := p.signer.Sign(r, p.audience()); err != nil {
 				return 0, "", err
 			}
 			authz = r.Header.Get("Authorization")

@@ -222,9 +222,14 @@ func TestTerraformMatchesCode(t *testing.T) {
 			svc = b.Body
 		}
 	}
+	// environment_variables = merge(local.function_env, { per-function keys }).
 	merged := x.text(svc.Attributes["environment_variables"].Expr)
-	if strings.Contains(merged, "INTERNAL_ALLOWED_CALLERS") {
-		set = append(set, "INTERNAL_ALLOWED_CALLERS")
+	if call, ok := svc.Attributes["environment_variables"].Expr.(*hclsyntax.FunctionCallExpr); ok && call.Name == "merge" {
+		for _, arg := range call.Args[1:] {
+			set = append(set, keysOf(x.objectKeys(arg))...)
+		}
+	} else {
+		t.Errorf("the functions' environment_variables is not merge(local.function_env, {...})")
 	}
 	for _, b := range svc.Blocks {
 		if b.Type == "secret_environment_variables" {
@@ -308,6 +313,9 @@ func TestTerraformMatchesCode(t *testing.T) {
 	}
 	if !strings.Contains(merged, "local.callers_of[each.key]") {
 		t.Errorf("INTERNAL_ALLOWED_CALLERS is not derived from callers_of: %s", merged)
+	}
+	if !strings.Contains(merged, "INTERNAL_AUDIENCE = local.fn_url[each.key]") {
+		t.Errorf("INTERNAL_AUDIENCE is not each function's own URL: %s", merged)
 	}
 	for name, body := range fns {
 		public := x.text(x.objectKeys(body)["public"]) == "true"
