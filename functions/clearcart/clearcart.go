@@ -85,7 +85,7 @@ func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
 	}) {
 		return
 	}
-	c, err := h.store.UpdateCart(r.Context(), req.UserID, func(c *domain.Cart) bool { return c.Remove(req.ItemIDs) })
+	c, err := h.store.UpdateCart(r.Context(), req.UserID, func(c *domain.Cart) (bool, error) { return c.Remove(req.ItemIDs), nil })
 	if err != nil {
 		httpx.Error(w, r, err)
 		return
@@ -142,18 +142,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c, err := h.store.UpdateCart(r.Context(), uid, func(c *domain.Cart) bool {
-		if len(c.Lines) >= domain.MaxLinesPerOrder && *req.Quantity > 0 {
-			found := false
-			for _, l := range c.Lines {
-				found = found || l.ItemID == itemID
-			}
-			if !found {
-				return false
-			}
-		}
-		return c.Set(itemID, *req.Quantity)
-	})
+	c, err := h.store.UpdateCart(r.Context(), uid, func(c *domain.Cart) (bool, error) { return c.Put(itemID, *req.Quantity) })
 	if err != nil {
 		httpx.Error(w, r, err)
 		return

@@ -104,9 +104,13 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		if tok == "" {
 			tok, _ = ctx.Value(headerToken{}).(string)
 		}
+		if tok == "" {
+			log.Error("event refused: no internal token (the relay retries it; check INTERNAL_SHARED_SECRET on both)")
+			return result(fmt.Errorf("no %s extension: %w", TokenExtension, domain.ErrUnauthenticated))
+		}
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(h.secret)) != 1 {
-			log.Error("event refused: missing or wrong internal token (the relay retries it; check INTERNAL_SHARED_SECRET on both)")
-			return result(fmt.Errorf("missing or wrong %s extension: %w", TokenExtension, domain.ErrUnauthenticated))
+			log.Error("event refused: wrong internal token (the relay retries it; check INTERNAL_SHARED_SECRET on both)")
+			return result(fmt.Errorf("wrong %s extension: %w", TokenExtension, domain.ErrForbidden))
 		}
 	}
 	ctx = logging.With(ctx, log)

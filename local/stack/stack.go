@@ -214,7 +214,9 @@ func Start(t testing.TB, opt Options) *Stack {
 // StartRelay runs a relay with opt (target, broker and token filled in).
 func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
 	opt.AMQPURL, opt.Topology, opt.Target = s.Cfg.AMQPURL, s.Topology, s.URL(HandleTimeout)
-	opt.Token = s.Cfg.InternalSecret
+	if opt.Token == "" {
+		opt.Token = s.Cfg.InternalSecret
+	}
 	if opt.Drain == 0 {
 		opt.Drain = 5 * time.Second
 	}

@@ -14,6 +14,26 @@ type Cart struct {
 	Lines  []CartLine
 }
 
+// Put sets a line as a shopper does: quantity 0 removes it, and a new line
+// in a cart that already holds MaxLinesPerOrder lines is ErrCartFull (an
+// order could not take them all). It reports whether the cart changed.
+func (c *Cart) Put(itemID string, quantity int64) (bool, error) {
+	if quantity > 0 && len(c.Lines) >= MaxLinesPerOrder && !c.Has(itemID) {
+		return false, ErrCartFull
+	}
+	return c.Set(itemID, quantity), nil
+}
+
+// Has reports whether the cart has a line for itemID.
+func (c *Cart) Has(itemID string) bool {
+	for _, l := range c.Lines {
+		if l.ItemID == itemID {
+			return true
+		}
+	}
+	return false
+}
+
 // Set puts a line; quantity 0 removes it. It reports whether the cart changed.
 func (c *Cart) Set(itemID string, quantity int64) bool {
 	for i, l := range c.Lines {

@@ -22,6 +22,7 @@ var (
 	ErrUnauthenticated     = errors.New("unauthenticated")
 	ErrForbidden           = errors.New("forbidden")
 	ErrOrderPaid           = errors.New("order is paid")
+	ErrCartFull            = errors.New("cart is full")
 	ErrCreateInProgress    = errors.New("a create with this idempotency key is still running")
 	// ErrUnprocessable: a well-formed request or event that refers to
 	// something that cannot exist (a payment event for an unknown order).

@@ -105,6 +105,7 @@ var statuses = []struct {
 	{domain.ErrNotFound, http.StatusNotFound, "NOT_FOUND", "not found"},
 	{domain.ErrInsufficientStock, http.StatusConflict, "INSUFFICIENT_STOCK", "insufficient stock"},
 	{domain.ErrOrderPaid, http.StatusConflict, "ORDER_PAID", "the order is paid"},
+	{domain.ErrCartFull, http.StatusConflict, "CART_FULL", fmt.Sprintf("the cart holds at most %d lines; remove one first", domain.MaxLinesPerOrder)},
 	{domain.ErrOrderClosed, http.StatusConflict, "ORDER_CLOSED", "the order is closed"},
 	{domain.ErrCreateInProgress, http.StatusConflict, "CREATE_IN_PROGRESS", "an order with this Idempotency-Key is still being created; retry shortly"},
 	{domain.ErrIdempotencyMismatch, http.StatusUnprocessableEntity, "IDEMPOTENCY_KEY_REUSED", "this Idempotency-Key was used with a different request"},

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,8 @@ type acker struct {
 	ch      *amqp.Channel
 	maxWait time.Duration
 	frames  *atomic.Int64 // counts ack frames sent
+	log     *slog.Logger
+	failed  atomic.Bool // an ack or nack failed (logged once per channel)
 
 	mu      sync.Mutex
 	next    uint64               // lowest tag not yet covered by an ack or requeue
@@ -29,8 +32,8 @@ type acker struct {
 	stopped chan struct{}
 }
 
-func newAcker(ch *amqp.Channel, frames *atomic.Int64) *acker {
-	a := &acker{ch: ch, frames: frames, maxWait: 150 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
+func newAcker(ch *amqp.Channel, frames *atomic.Int64, log *slog.Logger) *acker {
+	a := &acker{ch: ch, frames: frames, log: log, maxWait: 150 * time.Millisecond, next: 1, pending: map[uint64]time.Time{}, settled: map[uint64]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.loop()
 	return a
@@ -55,8 +58,18 @@ func (a *acker) ack(tag uint64) {
 func (a *acker) requeue(tag uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_ = a.ch.Nack(tag, false, true)
+	a.check("requeue", a.ch.Nack(tag, false, true))
 	a.settled[tag] = struct{}{}
+}
+
+// check logs the first failed ack or nack of this channel. It loses
+// nothing: the channel is closed then, and the broker redelivers every
+// message it had not acked (duplicates, which the receiver absorbs), so one
+// line per channel says what happened without a line per message.
+func (a *acker) check(what string, err error) {
+	if err != nil && a.failed.CompareAndSwap(false, true) {
+		a.log.Warn(what+" failed; the broker redelivers this channel's unacked messages", "error", err.Error())
+	}
 }
 
 // loop flushes every 2 ms while completions wait, and sleeps otherwise: an
@@ -106,7 +119,7 @@ func (a *acker) flush(final bool) int {
 		a.next++
 	}
 	if last > 0 {
-		_ = a.ch.Ack(last, true)
+		a.check("ack", a.ch.Ack(last, true))
 		a.frames.Add(1)
 	}
 	// Completions stuck behind a gap longer than maxWait: ack on their own,
@@ -122,7 +135,7 @@ func (a *acker) flush(final bool) int {
 		if !final && now.Sub(at) < a.maxWait {
 			break
 		}
-		_ = a.ch.Ack(tag, false)
+		a.check("ack", a.ch.Ack(tag, false))
 		a.frames.Add(1)
 		delete(a.pending, tag)
 		a.settled[tag] = struct{}{}

@@ -393,7 +393,7 @@ func (r *Relay) session(ctx context.Context) error {
 	for range copyWaiters {
 		go s.confirmCopies(copiesEnd)
 	}
-	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames), newAcker(retry.ch, &r.Metrics.AckFrames)
+	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames, r.opt.Log), newAcker(retry.ch, &r.Metrics.AckFrames, r.opt.Log)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)

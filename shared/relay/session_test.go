@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New(Options{Target: "http://127.0.0.1:9/"})
-	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames), hold: time.Second}
+	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames, slog.Default()), hold: time.Second}
 	s := &session{r: r, due: c, retry: c, stop: make(chan struct{}), released: make(chan struct{}), timer: map[*waiting]struct{}{}}
 	defer c.ack.close()
 	s.release()

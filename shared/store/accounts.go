@@ -74,8 +74,9 @@ func (s *Store) PutCart(ctx context.Context, c domain.Cart) error {
 }
 
 // UpdateCart applies fn to userID's cart in one transaction and writes it
-// only when fn reports a change.
-func (s *Store) UpdateCart(ctx context.Context, userID string, fn func(*domain.Cart) bool) (domain.Cart, error) {
+// only when fn reports a change; an error from fn changes nothing and is
+// returned.
+func (s *Store) UpdateCart(ctx context.Context, userID string, fn func(*domain.Cart) (bool, error)) (domain.Cart, error) {
 	var c domain.Cart
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		snap, err := t.Get(s.cartRef(userID))
@@ -85,7 +86,11 @@ func (s *Store) UpdateCart(ctx context.Context, userID string, fn func(*domain.C
 		if c, err = decodeCart(userID, snap); err != nil {
 			return err
 		}
-		if !fn(&c) {
+		changed, err := fn(&c)
+		if err != nil {
+			return err
+		}
+		if !changed {
 			return errNoChange
 		}
 		return t.Set(s.cartRef(userID), toCartDoc(c))

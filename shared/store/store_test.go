@@ -338,7 +338,7 @@ func TestCartUpdate(t *testing.T) {
 	if err := s.PutCart(ctx, domain.Cart{UserID: "u", Lines: []domain.CartLine{{ItemID: "a", Quantity: 1}, {ItemID: "b", Quantity: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.UpdateCart(ctx, "u", func(c *domain.Cart) bool { return c.Remove([]string{"a"}) })
+	c, err := s.UpdateCart(ctx, "u", func(c *domain.Cart) (bool, error) { return c.Remove([]string{"a"}), nil })
 	if err != nil || len(c.Lines) != 1 || c.Lines[0].ItemID != "b" {
 		t.Fatalf("cart %+v %v", c, err)
 	}
