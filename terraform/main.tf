@@ -48,7 +48,9 @@ locals {
 
   broker_prefix = "ot"
   firebase      = var.firebase_project != "" ? var.firebase_project : var.project_id
-  use_vm_broker = var.amqp_url == ""
+  # Whether an AMQP URL was given is no secret (the URL is): without
+  # nonsensitive() every count and output that branches on it is refused.
+  use_vm_broker = nonsensitive(var.amqp_url == "")
 
   apis = [
     "artifactregistry.googleapis.com",

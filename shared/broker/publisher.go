@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -109,6 +110,15 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		return err
 	}
 	if err := PublishOn(ctx, ch, p.Topology, m, p.Now()); err != nil {
+		if errors.Is(err, ErrReturned) {
+			// A queue or binding of the topology is gone: declare it again
+			// on a channel of its own, for the next publish (this one
+			// failed, and its caller retries or compensates).
+			if derr := p.redeclare(); derr != nil {
+				return fmt.Errorf("%w (and declaring the topology again failed: %w)", err, derr)
+			}
+			return err
+		}
 		if ch.IsClosed() {
 			// The channel (and with it, maybe, the connection) is really
 			// broken: the next Publish dials again. A publish that failed
@@ -124,6 +134,24 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 		return err
 	}
 	return nil
+}
+
+// redeclare declares the topology again on a short-lived channel of the
+// current connection, leaving the publishing channel and its confirms in
+// flight alone.
+func (p *Publisher) redeclare() error {
+	p.mu.Lock()
+	conn := p.conn
+	p.mu.Unlock()
+	if conn == nil || conn.IsClosed() {
+		return nil // the next Publish dials and declares
+	}
+	raw, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	return p.Topology.Declare(raw)
 }
 
 func (p *Publisher) closeLocked() {

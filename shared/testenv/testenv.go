@@ -9,21 +9,20 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ordertimeout/ordertimeout/shared/emulator"
+	"github.com/ordertimeout/ordertimeout/shared/proc"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 )
 
@@ -31,10 +30,10 @@ import (
 const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
 
 var (
-	emuMu   sync.Mutex
-	emuCmd  *exec.Cmd
-	emuHost string
-	emuErr  error
+	emuMu    sync.Mutex
+	emuGroup proc.Group
+	emuHost  string
+	emuErr   error
 )
 
 // Main wraps testing.M.Run: it stops an emulator this process started, with
@@ -55,7 +54,7 @@ func FirestoreHost(t testing.TB) string {
 	emuMu.Lock()
 	defer emuMu.Unlock()
 	if h := os.Getenv("FIRESTORE_EMULATOR_HOST"); h != "" && emuHost == "" {
-		if err := waitEmulator(h, 5*time.Second); err != nil {
+		if err := emulator.Ready(h, 5*time.Second, nil); err != nil {
 			t.Fatalf("FIRESTORE_EMULATOR_HOST=%s does not answer (%v); start one with `gcloud emulators firestore start --host-port=%s`, or unset the variable to let the tests start their own", h, err, h)
 		}
 		emuHost = h
@@ -70,57 +69,16 @@ func FirestoreHost(t testing.TB) string {
 }
 
 func startEmulator() (string, error) {
-	if _, err := exec.LookPath("gcloud"); err != nil {
-		return "", fmt.Errorf("gcloud is not on PATH: install the Google Cloud SDK with the cloud-firestore-emulator component, or set FIRESTORE_EMULATOR_HOST to a running emulator")
-	}
-	port, err := FreePort()
+	log, err := os.CreateTemp("", "firestore-emulator-*.log")
 	if err != nil {
 		return "", err
 	}
-	host := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command("gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log, _ := os.CreateTemp("", "firestore-emulator-*.log")
-	if log != nil {
-		cmd.Stdout, cmd.Stderr = log, log
+	e, err := emulator.Start(&emuGroup, log)
+	if err != nil {
+		return "", fmt.Errorf("%w; its log: %s", err, log.Name())
 	}
-	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("start `gcloud emulators firestore start`: %w", err)
-	}
-	emuCmd = cmd
-	if err := waitEmulator(host, 60*time.Second); err != nil {
-		StopEmulatorLocked()
-		return "", fmt.Errorf("emulator on %s did not come up (%v); its log: %s", host, err, logName(log))
-	}
-	os.Setenv("FIRESTORE_EMULATOR_HOST", host)
-	return host, nil
-}
-
-func logName(f *os.File) string {
-	if f == nil {
-		return "(none)"
-	}
-	return f.Name()
-}
-
-func waitEmulator(host string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	var last error
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + host + "/")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && strings.TrimSpace(string(body)) == "Ok" {
-				return nil
-			}
-			last = fmt.Errorf("status %d", resp.StatusCode)
-		} else {
-			last = err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return last
+	os.Setenv("FIRESTORE_EMULATOR_HOST", e.Host)
+	return e.Host, nil
 }
 
 // StopEmulator stops an emulator this process started (the gcloud wrapper and
@@ -128,28 +86,7 @@ func waitEmulator(host string, within time.Duration) error {
 func StopEmulator() {
 	emuMu.Lock()
 	defer emuMu.Unlock()
-	StopEmulatorLocked()
-}
-
-// StopEmulatorLocked is StopEmulator for callers holding the lock.
-func StopEmulatorLocked() {
-	if emuCmd == nil || emuCmd.Process == nil {
-		return
-	}
-	pgid := emuCmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = emuCmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
-	// The Java child may outlive the wrapper: make sure the group is gone.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	for i := 0; i < 100 && syscall.Kill(-pgid, 0) == nil; i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-	emuCmd = nil
+	emuGroup.StopAll(5 * time.Second)
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -31,9 +31,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/ordertimeout/ordertimeout/local/proc"
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/emulator"
+	"github.com/ordertimeout/ordertimeout/shared/proc"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 )
 
@@ -302,38 +303,15 @@ func ensureRabbit(url string) error {
 }
 
 func startEmulator(g *proc.Group, logs string) (string, error) {
-	if _, err := exec.LookPath("gcloud"); err != nil {
-		return "", errors.New("gcloud is not installed: install the Google Cloud SDK with the cloud-firestore-emulator component")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	host := l.Addr().String()
-	l.Close()
 	out, err := os.Create(filepath.Join(logs, "firestore-emulator.log"))
 	if err != nil {
 		return "", err
 	}
-	p, err := g.Start("firestore-emulator", out, nil, "gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
+	e, err := emulator.Start(g, out)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w; see %s", err, out.Name())
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get("http://" + host + "/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return host, nil
-			}
-		}
-		select {
-		case <-p.Done():
-			return "", fmt.Errorf("the Firestore emulator exited (%v); see %s", p.Err(), out.Name())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return "", fmt.Errorf("the Firestore emulator did not start within 60 s; see %s", out.Name())
+	return e.Host, nil
 }
 
 func waitHealthy(url string, within time.Duration, p *proc.Proc) error {

@@ -1,0 +1,93 @@
+// Package emulator starts the Firestore emulator (gcloud's Java server) for
+// the local run and the test harness, the one way both do it.
+package emulator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/proc"
+)
+
+// Emulator is a running emulator.
+type Emulator struct {
+	Host string // host:port
+	*proc.Proc
+}
+
+// ErrNoGcloud means the Google Cloud SDK is not installed.
+var ErrNoGcloud = errors.New("gcloud is not on PATH: install the Google Cloud SDK with the cloud-firestore-emulator component")
+
+// Start starts an emulator in g, its output to out, and waits until it
+// answers. Its port comes from 20000–31999, below Linux's ephemeral range,
+// so no listener on port 0 elsewhere on the machine takes it between the
+// check and the emulator's bind; should it be taken all the same (or the
+// emulator's own WebSocket port collide), another port is tried, three in
+// all.
+func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
+	if _, err := exec.LookPath("gcloud"); err != nil {
+		return nil, ErrNoGcloud
+	}
+	var last error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		host := fmt.Sprintf("127.0.0.1:%d", port)
+		p, err := g.Start("firestore-emulator", out, nil, "gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
+		if err != nil {
+			return nil, err
+		}
+		if last = Ready(host, 90*time.Second, p.Done()); last == nil {
+			return &Emulator{Host: host, Proc: p}, nil
+		}
+		p.Stop(5 * time.Second)
+	}
+	return nil, fmt.Errorf("the Firestore emulator did not start: %w", last)
+}
+
+func freePort() (int, error) {
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port in 20000-31999")
+}
+
+// Ready waits until the emulator at host answers "Ok", for at most within,
+// or until exited is closed (the emulator died; nil: never).
+func Ready(host string, within time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(within)
+	last := errors.New("no answer")
+	c := &http.Client{Timeout: 2 * time.Second}
+	for time.Now().Before(deadline) {
+		resp, err := c.Get("http://" + host + "/")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.TrimSpace(string(body)) == "Ok" {
+				return nil
+			}
+			last = fmt.Errorf("status %d", resp.StatusCode)
+		} else {
+			last = err
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the emulator on %s exited", host)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("the emulator on %s did not answer within %v: %w", host, within, last)
+}
