@@ -37,3 +37,36 @@ resource "google_firestore_index" "reservations_state_created" {
     order      = "ASCENDING"
   }
 }
+
+# UserOrders: userId == u, order by createdAt desc (then by id, which the
+# index carries). The shopper's user id spreads its writes.
+resource "google_firestore_index" "orders_user_created" {
+  database   = google_firestore_database.default.name
+  collection = "orders"
+  fields {
+    field_path = "userId"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "createdAt"
+    order      = "DESCENDING"
+  }
+}
+
+# UserOrdersByStatus: userId == u, status == s, order by createdAt desc.
+resource "google_firestore_index" "orders_user_status_created" {
+  database   = google_firestore_database.default.name
+  collection = "orders"
+  fields {
+    field_path = "userId"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "createdAt"
+    order      = "DESCENDING"
+  }
+}

@@ -11,7 +11,7 @@ locals {
     CreateOrder = {
       package = "functions/createorder"
       public  = true
-      calls   = ["DeductStock", "ClearCart"]
+      calls   = ["DeductStock", "ClearCart", "Pay"]
     }
     DeductStock = {
       package = "functions/deductstock"

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
+	"github.com/ordertimeout/ordertimeout/shared/ordering"
 )
 
 // FuzzCreateRequest: whatever the body, decoding and validation either
@@ -28,16 +28,16 @@ func FuzzCreateRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	cfg := config.Config{TimeoutDefault: 15 * time.Minute, TimeoutMin: time.Second, TimeoutMax: 30 * 24 * time.Hour}
-	h := New(Deps{Cfg: cfg})
+	cfg := ordering.Settings{TimeoutDefault: 15 * time.Minute, TimeoutMin: time.Second, TimeoutMax: 30 * 24 * time.Hour}
+	h := New(&ordering.Service{Settings: cfg}, nil, nil)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req Request
 		err := httpx.DecodeBytes(bytes.NewReader(body), &req)
-		var wants []domain.Want
-		var d time.Duration
+		var parsed ordering.CreateRequest
 		if err == nil {
-			wants, d, err = h.Parse(req)
+			parsed, err = h.Parse("u1", req, "")
 		}
+		wants, d := parsed.Wants, parsed.Timeout
 		if err != nil {
 			var inv *domain.InvalidError
 			if !errors.As(err, &inv) || inv.Msg == "" {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
@@ -17,12 +18,9 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
-	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/store"
-	"github.com/ordertimeout/ordertimeout/shared/telemetry"
-	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
 func init() {
@@ -31,7 +29,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return app.Serve("Pay", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Publisher)), nil
+		return app.Serve("Pay", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Timers)), nil
 	}))
 }
 
@@ -40,11 +38,16 @@ type Handler struct {
 	store    *store.Store
 	users    auth.Users
 	internal auth.Internal
-	announce timeout.Publisher
+	announce Announcer
+}
+
+// Announcer announces a payment (events.Timers on the broker).
+type Announcer interface {
+	AnnouncePaid(ctx context.Context, orderID, payOrderID string, paidAt time.Time) error
 }
 
 // New returns the handler. announce publishes "payment succeeded".
-func New(s *store.Store, users auth.Users, internal auth.Internal, announce timeout.Publisher) *Handler {
+func New(s *store.Store, users auth.Users, internal auth.Internal, announce Announcer) *Handler {
 	return &Handler{store: s, users: users, internal: internal, announce: announce}
 }
 
@@ -96,7 +99,7 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
 		return
 	}
-	if err := h.announce.Publish(r.Context(), events.Paid(p.BizOrderNo, p.ID, p.PaidAt, telemetry.Inject(r.Context()))); err != nil {
+	if err := h.announce.AnnouncePaid(r.Context(), p.BizOrderNo, p.ID, p.PaidAt); err != nil {
 		log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
 	}
 	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))

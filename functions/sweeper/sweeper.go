@@ -24,8 +24,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		s := &sweeper.Sweeper{Find: env.Store, Decider: env.Decider(), Grace: env.Cfg.SweepGrace, SagaBudget: env.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
-		return app.Serve("Sweep", env.Log, env.Cfg.Project, New(s, env.Internal)), nil
+		return app.Serve("Sweep", env.Log, env.Cfg.Project, New(env.Sweeper(), env.Internal)), nil
 	}))
 }
 

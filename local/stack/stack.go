@@ -26,15 +26,15 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
-	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/ordering"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/sweeper"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
-	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
 // Names of the functions.
@@ -65,6 +65,7 @@ type Options struct {
 type Stack struct {
 	T          testing.TB
 	Cfg        config.Config
+	Env        *app.Env
 	Store      *store.Store
 	Topology   broker.Topology
 	Publisher  *broker.Publisher
@@ -109,7 +110,7 @@ func (s *server) start() error {
 
 // crashAfterReserve reserves, then aborts the request the way a crashed
 // process would: nothing after the stock step runs.
-type crashAfterReserve struct{ createorder.Stock }
+type crashAfterReserve struct{ ordering.Stock }
 
 func (c crashAfterReserve) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
 	if _, err := c.Stock.Reserve(ctx, orderID, wants); err != nil {
@@ -118,15 +119,18 @@ func (c crashAfterReserve) Reserve(ctx context.Context, orderID string, wants []
 	panic(http.ErrAbortHandler)
 }
 
-// dropper publishes nothing and reports success: a lost announcement.
+// dropper announces nothing and reports success: a lost announcement.
 type dropper struct{}
 
-func (dropper) Publish(context.Context, broker.Message) error { return nil }
+func (dropper) AnnouncePaid(context.Context, string, string, time.Time) error { return nil }
 
-// Start brings the system up for t and tears it down when t ends.
+// Start brings the system up for t and tears it down when t ends. It wires
+// the functions through app.Build, as production does, with the test's
+// settings below.
 func Start(t testing.TB, opt Options) *Stack {
 	t.Helper()
-	st, project := testenv.Store(t)
+	testenv.FirestoreHost(t)
+	project := testenv.ProjectID(t)
 	amqpURL := testenv.AMQPURL(t)
 	cfg, err := config.Load()
 	if err != nil {
@@ -143,53 +147,52 @@ func Start(t testing.TB, opt Options) *Stack {
 	if opt.Configure != nil {
 		opt.Configure(&cfg)
 	}
-	s := &Stack{T: t, Cfg: cfg, Store: st, Topology: app.Topology(cfg), AuthSecret: []byte(cfg.AuthSecret), servers: map[string]*server{}}
-	s.Topology.Tiers = 10 // tiers up to 2 min: each tier is a quorum queue to create and delete
-	s.Publisher = broker.NewPublisher(amqpURL, s.Topology)
-	t.Cleanup(func() { _ = s.Publisher.Close() })
 
 	log := logging.New(io.Discard, slog.LevelInfo)
 	if os.Getenv("STACK_LOG") != "" {
 		log = logging.New(os.Stderr, slog.LevelDebug)
 	}
-	users := auth.HS256{Secret: s.AuthSecret}
-	internal := auth.SharedSecret{Secret: cfg.InternalSecret}
-	signer := auth.SecretSigner{Secret: cfg.InternalSecret}
-
 	// Listen first: the functions call each other by URL.
+	servers := map[string]*server{}
 	for _, name := range []string{CreateOrder, DeductStock, ClearCart, Pay, HandleTimeout, Sweep} {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.servers[name] = &server{addr: l.Addr().String(), l: l}
+		servers[name] = &server{addr: l.Addr().String(), l: l}
 	}
-	client := func(name string) *clients.Client { return clients.New(s.URL(name), signer, cfg.CallTimeout) }
-	var announce timeout.Publisher = s.Publisher
+	url := func(name string) string { return "http://" + servers[name].addr }
+	cfg.DeductStockURL, cfg.ClearCartURL, cfg.PayURL = url(DeductStock), url(ClearCart), url(Pay)
+	env, err := app.Build(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Store.Close() })
+	// Tiers up to 2 min: each tier is a quorum queue to create and delete.
+	topo := app.Topology(cfg)
+	topo.Tiers = 10
+	env.Publisher = broker.NewPublisher(amqpURL, topo)
+	env.Timers = events.Timers{Publisher: env.Publisher}
+	t.Cleanup(func() { _ = env.Publisher.Close() })
+	s := &Stack{T: t, Cfg: cfg, Env: env, Store: env.Store, Topology: topo, Publisher: env.Publisher, AuthSecret: []byte(cfg.AuthSecret), servers: servers}
+
+	var announce pay.Announcer = env.Timers
 	if opt.DropAnnouncements {
 		announce = dropper{}
 	}
-	wrap := func(name string, h http.Handler) http.Handler { return app.Serve(name, log, project, h) }
-	s.servers[DeductStock].handler = wrap(DeductStock, deductstock.New(st, internal))
-	s.servers[ClearCart].handler = wrap(ClearCart, clearcart.New(st, users, internal))
-	s.servers[Pay].handler = wrap(Pay, pay.New(st, users, internal, announce))
-	var stock createorder.Stock = clients.Stock{C: client(DeductStock)}
+	svc := env.Ordering()
 	if opt.CrashAfterReserve {
-		stock = crashAfterReserve{stock}
+		svc.Stock = crashAfterReserve{svc.Stock}
 	}
-	s.servers[CreateOrder].handler = wrap(CreateOrder, createorder.New(createorder.Deps{
-		Store: st, Users: users, Internal: internal, Publisher: s.Publisher, Cfg: cfg,
-		Stock: stock, Cart: clients.Cart{C: client(ClearCart)},
-	}))
-	decider := &timeout.Decider{
-		Orders: st, Pay: clients.Pay{C: client(Pay)}, Stock: clients.Stock{C: client(DeductStock)},
-		Publisher: s.Publisher, SagaBudget: cfg.SweepSagaBudget,
-	}
-	ht := handletimeout.New(decider, cfg, log)
-	s.Sweeper = &sweeper.Sweeper{Find: st, Decider: decider, Grace: cfg.SweepGrace, SagaBudget: cfg.SweepSagaBudget, PageSize: 50, MaxPages: 20}
-	s.servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, internal))
-	s.servers[HandleTimeout].handler = ht.HTTPHandler()
-	for name, srv := range s.servers {
+	s.Sweeper = env.Sweeper()
+	wrap := func(name string, h http.Handler) http.Handler { return app.Serve(name, log, project, h) }
+	servers[DeductStock].handler = wrap(DeductStock, deductstock.New(env.Store, env.Internal))
+	servers[ClearCart].handler = wrap(ClearCart, clearcart.New(env.Store, env.Users, env.Internal))
+	servers[Pay].handler = wrap(Pay, pay.New(env.Store, env.Users, env.Internal, announce))
+	servers[CreateOrder].handler = wrap(CreateOrder, createorder.New(svc, env.Users, env.Internal))
+	servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, env.Internal))
+	servers[HandleTimeout].handler = handletimeout.New(env.Decider(), cfg, log).HTTPHandler()
+	for name, srv := range servers {
 		if err := srv.start(); err != nil {
 			t.Fatalf("start %s: %v", name, err)
 		}

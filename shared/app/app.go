@@ -18,14 +18,20 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/ordering"
 	"github.com/ordertimeout/ordertimeout/shared/store"
+	"github.com/ordertimeout/ordertimeout/shared/sweeper"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
-// Env is what a function may use; Build fills only what was asked for.
+// Env is the one wiring of the system: the configuration, the clients, and
+// every application service built from them. The functions, the local
+// stack and the tests all build through it; a test replaces a field (a
+// Stock that crashes, a Timers that drops) before asking for a service.
 type Env struct {
 	Cfg       config.Config
 	Log       *slog.Logger
@@ -34,6 +40,15 @@ type Env struct {
 	Internal  auth.Internal
 	Signer    auth.Signer
 	Publisher *broker.Publisher
+	// Peers: the other functions (clients of their URLs unless replaced).
+	Stock clients.Stock
+	Cart  clients.Cart
+	Pay   clients.Pay
+	// Timers schedules on Publisher (events.Timers) unless replaced.
+	Timers interface {
+		ordering.Timers
+		AnnouncePaid(ctx context.Context, orderID, payOrderID string, paidAt time.Time) error
+	}
 }
 
 // Client returns a peer client for base with the configured timeout.
@@ -41,17 +56,26 @@ func (e *Env) Client(base string) *clients.Client {
 	return clients.New(base, e.Signer, e.Cfg.CallTimeout)
 }
 
-// Decider is the timeout decision on this environment: the store, the Pay
-// and DeductStock clients, the publisher. HandleTimeout and Sweep decide
-// through the same one.
+// Decider is the timeout decision: HandleTimeout, the sweeper and the
+// shopper's cancel decide through it.
 func (e *Env) Decider() *timeout.Decider {
-	return &timeout.Decider{
-		Orders:     e.Store,
-		Pay:        clients.Pay{C: e.Client(e.Cfg.PayURL)},
-		Stock:      clients.Stock{C: e.Client(e.Cfg.DeductStockURL)},
-		Publisher:  e.Publisher,
-		SagaBudget: e.Cfg.SweepSagaBudget,
+	return &timeout.Decider{Orders: e.Store, Pay: e.Pay, Stock: e.Stock, Timers: e.Timers, SagaBudget: e.Cfg.SweepSagaBudget}
+}
+
+// Ordering is the shopper's order service.
+func (e *Env) Ordering() *ordering.Service {
+	return &ordering.Service{
+		Orders: e.Store, Keys: e.Store, Stock: e.Stock, Cart: e.Cart, Timers: e.Timers, Closer: e.Decider(),
+		Settings: ordering.Settings{
+			TimeoutDefault: e.Cfg.TimeoutDefault, TimeoutMin: e.Cfg.TimeoutMin, TimeoutMax: e.Cfg.TimeoutMax,
+			CheckLadder: e.Cfg.CheckLadder, SagaBudget: e.Cfg.SweepSagaBudget, CallTimeout: e.Cfg.CallTimeout,
+		},
 	}
+}
+
+// Sweeper is the safety net with production's page sizes.
+func (e *Env) Sweeper() *sweeper.Sweeper {
+	return &sweeper.Sweeper{Find: e.Store, Decider: e.Decider(), Grace: e.Cfg.SweepGrace, SagaBudget: e.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
 }
 
 // Topology returns the broker topology of the configuration.
@@ -59,26 +83,37 @@ func Topology(c config.Config) broker.Topology {
 	return broker.Topology{Prefix: c.BrokerPrefix, Mode: c.BrokerMode}
 }
 
-// NewEnv loads the config (requiring need) and opens the store.
+// NewEnv loads the config (requiring need) and builds the environment.
 func NewEnv(ctx context.Context, need ...string) (*Env, error) {
 	cfg, err := config.Load(need...)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg, Log: logging.ForLevel(cfg.LogLevel)}
 	traceOnce.Do(func() { _, traceErr = telemetry.Setup(cfg.TraceExporter, cfg.Project) })
 	if traceErr != nil {
 		return nil, traceErr
 	}
+	return Build(ctx, cfg, logging.ForLevel(cfg.LogLevel))
+}
+
+// Build builds the environment of cfg: the store (when a project is set),
+// the publisher (when an AMQP URL is), the credentials, the peers.
+func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*Env, error) {
+	e := &Env{Cfg: cfg, Log: log}
 	e.Users, e.Internal, e.Signer = auth.FromConfig(cfg)
 	if cfg.Project != "" {
+		var err error
 		if e.Store, err = store.New(ctx, cfg.Project); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.AMQPURL != "" {
 		e.Publisher = broker.NewPublisher(cfg.AMQPURL, Topology(cfg))
+		e.Timers = events.Timers{Publisher: e.Publisher}
 	}
+	e.Stock = clients.Stock{C: e.Client(cfg.DeductStockURL)}
+	e.Cart = clients.Cart{C: e.Client(cfg.ClearCartURL)}
+	e.Pay = clients.Pay{C: e.Client(cfg.PayURL)}
 	return e, nil
 }
 

@@ -3,6 +3,7 @@ package clients
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -145,15 +146,38 @@ func (c Cart) Clear(ctx context.Context, userID string, itemIDs []string) error 
 type Pay struct{ C *Client }
 
 // Query returns the pay order of orderID; domain.ErrNotFound when none.
-func (p Pay) Query(ctx context.Context, orderID string) (PayOrderJSON, error) {
+func (p Pay) Query(ctx context.Context, orderID string) (domain.PayOrder, error) {
 	var v PayOrderJSON
-	err := p.C.call(ctx, http.MethodGet, "/?bizOrderNo="+url.QueryEscape(orderID), nil, &v)
-	return v, err
+	if err := p.C.call(ctx, http.MethodGet, "/?bizOrderNo="+url.QueryEscape(orderID), nil, &v); err != nil {
+		return domain.PayOrder{}, err
+	}
+	return v.domain()
 }
 
 // Close closes orderID's pay order unless it succeeded, and returns it.
-func (p Pay) Close(ctx context.Context, orderID string) (PayOrderJSON, error) {
+func (p Pay) Close(ctx context.Context, orderID string) (domain.PayOrder, error) {
 	var v PayOrderJSON
-	err := p.C.call(ctx, http.MethodPost, "/close", OrderRef{OrderID: orderID}, &v)
-	return v, err
+	if err := p.C.call(ctx, http.MethodPost, "/close", OrderRef{OrderID: orderID}, &v); err != nil {
+		return domain.PayOrder{}, err
+	}
+	return v.domain()
+}
+
+// domain reads Pay's answer back; a status it does not know is a peer
+// failure, never a guess.
+func (v PayOrderJSON) domain() (domain.PayOrder, error) {
+	p := domain.PayOrder{ID: v.PayOrderID, BizOrderNo: v.BizOrderNo, Status: domain.PayStatus(v.Status), AmountCents: v.AmountCents}
+	switch p.Status {
+	case domain.PayWaiting, domain.PaySuccess, domain.PayClosed:
+	default:
+		return domain.PayOrder{}, fmt.Errorf("%w: pay order %q in unknown status %q", domain.ErrUnavailable, v.BizOrderNo, v.Status)
+	}
+	if v.PaidAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, v.PaidAt)
+		if err != nil {
+			return domain.PayOrder{}, fmt.Errorf("%w: pay order %q paidAt %q: %w", domain.ErrUnavailable, v.BizOrderNo, v.PaidAt, err)
+		}
+		p.PaidAt = t
+	}
+	return p, nil
 }

@@ -3,6 +3,7 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // CloudEvent types.
@@ -106,4 +108,39 @@ func ParsePaid(raw []byte) (string, error) {
 		return "", fmt.Errorf("payment event: %w", err)
 	}
 	return d.OrderID, nil
+}
+
+// Publisher is a confirmed publish (broker.Publisher).
+type Publisher interface {
+	Publish(ctx context.Context, m broker.Message) error
+}
+
+// Timers schedules an order's timers and announcements as broker
+// messages, each continuing the trace of ctx: the adapter behind the
+// application's Timers ports (ordering, timeout, Pay).
+type Timers struct {
+	Publisher Publisher
+	Now       func() time.Time // default time.Now
+}
+
+func (t Timers) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+// ScheduleTimeout schedules orderID's deadline check, confirmed.
+func (t Timers) ScheduleTimeout(ctx context.Context, orderID string, deadline time.Time) error {
+	return t.Publisher.Publish(ctx, Timeout(orderID, deadline, t.now(), telemetry.Inject(ctx)))
+}
+
+// ScheduleCheck schedules an early payment check of orderID at `at`.
+func (t Timers) ScheduleCheck(ctx context.Context, orderID string, deadline, at time.Time) error {
+	return t.Publisher.Publish(ctx, Check(orderID, deadline, at, t.now(), telemetry.Inject(ctx)))
+}
+
+// AnnouncePaid announces that orderID was paid with payOrderID at paidAt.
+func (t Timers) AnnouncePaid(ctx context.Context, orderID, payOrderID string, paidAt time.Time) error {
+	return t.Publisher.Publish(ctx, Paid(orderID, payOrderID, paidAt, telemetry.Inject(ctx)))
 }

@@ -15,28 +15,12 @@ import (
 // ColIdempotency holds one lease per (user, Idempotency-Key).
 const ColIdempotency = "idempotency"
 
-// Lease states.
-const (
-	LeasePending = "PENDING" // a create is running under this key
-	LeaseDone    = "DONE"    // the order exists
-	LeaseFailed  = "FAILED"  // the create failed and was compensated
-)
-
 type leaseDoc struct {
 	UserID      string    `firestore:"userId"`
 	OrderID     string    `firestore:"orderId"`
 	State       string    `firestore:"state"`
 	RequestHash string    `firestore:"requestHash"`
 	Until       time.Time `firestore:"until"`
-}
-
-// Lease is the outcome of claiming an idempotency key.
-type Lease struct {
-	OrderID string
-	// Owned: the caller runs the create under OrderID. Otherwise State says
-	// what another create did or is doing.
-	Owned bool
-	State string
 }
 
 func leaseID(userID, key string) string {
@@ -49,9 +33,9 @@ func leaseID(userID, key string) string {
 // newOrderID until `until`. A create already done answers its order id;
 // one still running answers State PENDING. A key reused with another request
 // body is domain.ErrIdempotencyMismatch.
-func (s *Store) ClaimKey(ctx context.Context, userID, key, requestHash, newOrderID string, until time.Time) (Lease, error) {
+func (s *Store) ClaimKey(ctx context.Context, userID, key, requestHash, newOrderID string, until time.Time) (domain.Lease, error) {
 	ref := s.c.Collection(ColIdempotency).Doc(leaseID(userID, key))
-	var l Lease
+	var l domain.Lease
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		snap, err := t.Get(ref)
 		if err != nil && !notFound(err) {
@@ -65,22 +49,22 @@ func (s *Store) ClaimKey(ctx context.Context, userID, key, requestHash, newOrder
 			if d.RequestHash != requestHash {
 				return domain.ErrIdempotencyMismatch
 			}
-			if d.State == LeaseDone || (d.State == LeasePending && s.now().Before(d.Until)) {
-				l = Lease{OrderID: d.OrderID, State: d.State}
+			if state := domain.LeaseState(d.State); state == domain.LeaseDone || (state == domain.LeasePending && s.now().Before(d.Until)) {
+				l = domain.Lease{OrderID: d.OrderID, State: state}
 				return errNoChange
 			}
 		}
-		l = Lease{OrderID: newOrderID, Owned: true, State: LeasePending}
-		return t.Set(ref, leaseDoc{UserID: userID, OrderID: newOrderID, State: LeasePending, RequestHash: requestHash, Until: until.UTC()})
+		l = domain.Lease{OrderID: newOrderID, Owned: true, State: domain.LeasePending}
+		return t.Set(ref, leaseDoc{UserID: userID, OrderID: newOrderID, State: string(domain.LeasePending), RequestHash: requestHash, Until: until.UTC()})
 	})
 	if err != nil {
-		return Lease{}, fmt.Errorf("claim idempotency key: %w", err)
+		return domain.Lease{}, fmt.Errorf("claim idempotency key: %w", err)
 	}
 	return l, nil
 }
 
 // SettleKey records how the create owning (userID, key) with orderID ended.
-func (s *Store) SettleKey(ctx context.Context, userID, key, orderID, state string) error {
+func (s *Store) SettleKey(ctx context.Context, userID, key, orderID string, state domain.LeaseState) error {
 	ref := s.c.Collection(ColIdempotency).Doc(leaseID(userID, key))
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
 		snap, err := t.Get(ref)
@@ -94,7 +78,7 @@ func (s *Store) SettleKey(ctx context.Context, userID, key, orderID, state strin
 		if d.OrderID != orderID {
 			return errNoChange // another create took over
 		}
-		return t.Update(ref, []firestore.Update{{Path: "state", Value: state}})
+		return t.Update(ref, []firestore.Update{{Path: "state", Value: string(state)}})
 	})
 	return classify(err)
 }

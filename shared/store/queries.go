@@ -31,10 +31,14 @@ var (
 	OverdueOrders = QueryShape{ColOrders, []IndexField{{"status", "ASCENDING"}, {"deadline", "ASCENDING"}}}
 	// StaleReservations: reservations with no order written after the saga budget.
 	StaleReservations = QueryShape{ColReservations, []IndexField{{"state", "ASCENDING"}, {"createdAt", "ASCENDING"}}}
+	// UserOrders: a shopper's orders, newest first.
+	UserOrders = QueryShape{ColOrders, []IndexField{{"userId", "ASCENDING"}, {"createdAt", "DESCENDING"}}}
+	// UserOrdersByStatus: a shopper's orders in one status, newest first.
+	UserOrdersByStatus = QueryShape{ColOrders, []IndexField{{"userId", "ASCENDING"}, {"status", "ASCENDING"}, {"createdAt", "DESCENDING"}}}
 )
 
 // Queries lists every shape (the terraform test reads it).
-var Queries = []QueryShape{OverdueOrders, StaleReservations}
+var Queries = []QueryShape{OverdueOrders, StaleReservations, UserOrders, UserOrdersByStatus}
 
 func (s *Store) query(q QueryShape, eq any, before time.Time, limit int) firestore.Query {
 	return s.c.Collection(q.Collection).
@@ -44,28 +48,52 @@ func (s *Store) query(q QueryShape, eq any, before time.Time, limit int) firesto
 		Limit(limit)
 }
 
-// Overdue is an UNPAID order past its deadline.
-type Overdue struct {
-	OrderID  string
-	Deadline time.Time
-}
-
 // OverdueOrders returns up to limit UNPAID orders whose deadline is before
 // `before`, oldest first.
-func (s *Store) OverdueOrders(ctx context.Context, before time.Time, limit int) ([]Overdue, error) {
+func (s *Store) OverdueOrders(ctx context.Context, before time.Time, limit int) ([]domain.Order, error) {
 	docs, err := s.query(OverdueOrders, string(domain.OrderUnpaid), before, limit).Documents(ctx).GetAll()
 	if err != nil {
 		return nil, classify(err)
 	}
-	out := make([]Overdue, 0, len(docs))
+	return decodeOrders(docs)
+}
+
+func decodeOrders(docs []*firestore.DocumentSnapshot) ([]domain.Order, error) {
+	out := make([]domain.Order, 0, len(docs))
 	for _, d := range docs {
 		o, err := decodeOrder(d)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Overdue{OrderID: o.ID, Deadline: o.Deadline})
+		out = append(out, o)
 	}
 	return out, nil
+}
+
+// ListOrders returns up to limit of userID's orders (in status, when not
+// empty), newest first, starting after the order `after` (nil: from the
+// newest). Orders created in the same microsecond come in id order, so a
+// cursor of (createdAt, id) pages through them all exactly once, however
+// many orders are created meanwhile.
+func (s *Store) ListOrders(ctx context.Context, userID string, status domain.OrderStatus, limit int, after *domain.Order) ([]domain.Order, error) {
+	// The query is built from its shape, which terraform indexes.
+	shape, eqs := UserOrders, []any{userID}
+	if status != "" {
+		shape, eqs = UserOrdersByStatus, []any{userID, string(status)}
+	}
+	q := s.c.Collection(shape.Collection).Query
+	for i, v := range eqs {
+		q = q.Where(shape.Fields[i].Path, "==", v)
+	}
+	q = q.OrderBy(shape.Fields[len(eqs)].Path, firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
+	if after != nil {
+		q = q.StartAfter(after.CreatedAt.UTC(), s.orderRef(after.ID))
+	}
+	docs, err := q.Limit(limit).Documents(ctx).GetAll()
+	if err != nil {
+		return nil, classify(err)
+	}
+	return decodeOrders(docs)
 }
 
 // StaleReservations returns up to limit reservations still RESERVED (no

@@ -17,14 +17,13 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
-	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
 
 // Finder runs the sweeper's queries.
 type Finder interface {
-	OverdueOrders(ctx context.Context, before time.Time, limit int) ([]store.Overdue, error)
+	OverdueOrders(ctx context.Context, before time.Time, limit int) ([]domain.Order, error)
 	StaleReservations(ctx context.Context, before time.Time, limit int) ([]domain.Reservation, error)
 }
 
@@ -98,7 +97,7 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 		os, err := s.Find.OverdueOrders(ctx, s.now().Add(-s.Grace), page)
 		out := make([]find, len(os))
 		for i, o := range os {
-			out[i] = find{o.OrderID, o.Deadline}
+			out[i] = find{o.ID, o.Deadline}
 		}
 		return out, err
 	})

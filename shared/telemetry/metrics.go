@@ -51,10 +51,13 @@ func Metrics() *Instruments {
 	return inst
 }
 
-// Cancelled records a cancellation and its lateness.
+// Cancelled records a cancellation and, for one at the payment deadline,
+// its lateness.
 func (i *Instruments) Cancelled(ctx context.Context, deadline, at time.Time, reason string) {
 	i.OrdersCancelled.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	i.TimeoutLateness.Record(ctx, at.Sub(deadline).Seconds())
+	if reason == "PAYMENT_TIMEOUT" {
+		i.TimeoutLateness.Record(ctx, at.Sub(deadline).Seconds())
+	}
 }
 
 // ServePrometheus makes the global meter provider export in Prometheus text

@@ -17,10 +17,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/broker"
-	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
-	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
@@ -33,8 +30,11 @@ type Orders interface {
 
 // Payments is what it needs of Pay.
 type Payments interface {
-	Query(ctx context.Context, orderID string) (clients.PayOrderJSON, error)
-	Close(ctx context.Context, orderID string) (clients.PayOrderJSON, error)
+	// Query returns orderID's pay order; domain.ErrNotFound when none.
+	Query(ctx context.Context, orderID string) (domain.PayOrder, error)
+	// Close moves it WAITING → CLOSED (creating it CLOSED if none) and
+	// returns it as stored: SUCCESS when a payment won the race.
+	Close(ctx context.Context, orderID string) (domain.PayOrder, error)
 }
 
 // Stock is what it needs of DeductStock.
@@ -43,9 +43,10 @@ type Stock interface {
 	Release(ctx context.Context, orderID string) (bool, error)
 }
 
-// Publisher schedules messages.
-type Publisher interface {
-	Publish(ctx context.Context, m broker.Message) error
+// Timers schedules an order's timers (events.Timers on the broker).
+type Timers interface {
+	// ScheduleTimeout schedules the deadline check of orderID, confirmed.
+	ScheduleTimeout(ctx context.Context, orderID string, deadline time.Time) error
 }
 
 // Outcome says what a decision did.
@@ -67,7 +68,7 @@ type Decider struct {
 	Orders    Orders
 	Pay       Payments
 	Stock     Stock
-	Publisher Publisher
+	Timers    Timers
 	Now       func() time.Time
 	// SagaBudget is how long a create may take; an order missing that long
 	// after its deadline will never appear.
@@ -98,7 +99,7 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 	if o.Deadline.After(eventDeadline) || o.Deadline.After(now) {
 		// The deadline moved later, or the event came early: one timer for
 		// the order's real deadline. Its id is stable per deadline.
-		if err := d.Publisher.Publish(ctx, events.Timeout(o.ID, o.Deadline, now, telemetry.Inject(ctx))); err != nil {
+		if err := d.Timers.ScheduleTimeout(ctx, o.ID, o.Deadline); err != nil {
 			return "", fmt.Errorf("%w: re-schedule: %w", ErrRetryLater, err)
 		}
 		log.Info("timeout re-scheduled", "deadline", o.Deadline, "event_deadline", eventDeadline)
@@ -107,19 +108,42 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 	if out, done, err := d.paidIfSucceeded(ctx, log, orderID); done || err != nil {
 		return out, err
 	}
-	p, err := d.Pay.Close(ctx, orderID)
+	return d.close(ctx, log, o, domain.CancelPaymentTimeout)
+}
+
+// Cancel gives up an UNPAID order for reason (a shopper's cancel): the same
+// close as at the deadline. A payment that already won makes the order
+// PAID instead (Outcome Paid); an order already decided is NothingToDo.
+func (d *Decider) Cancel(ctx context.Context, orderID, reason string) (Outcome, error) {
+	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
+	o, err := d.Orders.Order(ctx, orderID)
+	if err != nil {
+		return "", err
+	}
+	if o.Status != domain.OrderUnpaid {
+		return NothingToDo, nil
+	}
+	return d.close(ctx, log, o, reason)
+}
+
+// close closes an UNPAID order's pay order, so no payment can land any
+// more, gives its stock back once, and cancels it with reason. Every step
+// is idempotent, so racing closers (the deadline, the shopper, duplicates)
+// converge: one reason wins, the stock comes back once.
+func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, reason string) (Outcome, error) {
+	p, err := d.Pay.Close(ctx, o.ID)
 	if err != nil {
 		return "", fmt.Errorf("%w: close pay order: %w", ErrRetryLater, err)
 	}
-	if p.Status == string(domain.PaySuccess) {
+	if p.Status == domain.PaySuccess {
 		// A payment won the race against the close.
-		return d.markPaid(ctx, log, orderID)
+		return d.markPaid(ctx, log, o.ID)
 	}
-	if _, err := d.Stock.Restore(ctx, orderID); err != nil {
+	if _, err := d.Stock.Restore(ctx, o.ID); err != nil {
 		return "", fmt.Errorf("%w: restore stock: %w", ErrRetryLater, err)
 	}
-	_, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change {
-		return o.Cancel(d.now(), domain.CancelPaymentTimeout)
+	_, change, err := d.Orders.UpdateOrder(ctx, o.ID, func(o *domain.Order) domain.Change {
+		return o.Cancel(d.now(), reason)
 	})
 	if err != nil {
 		return "", err
@@ -131,9 +155,9 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 		return NothingToDo, nil
 	}
 	if change == domain.Applied {
-		telemetry.Metrics().Cancelled(ctx, o.Deadline, d.now(), domain.CancelPaymentTimeout)
+		telemetry.Metrics().Cancelled(ctx, o.Deadline, d.now(), reason)
 	}
-	log.Info("order cancelled", "reason", domain.CancelPaymentTimeout, "change", change.String())
+	log.Info("order cancelled", "reason", reason, "change", change.String())
 	return Cancelled, nil
 }
 
@@ -162,7 +186,7 @@ func (d *Decider) paidIfSucceeded(ctx context.Context, log *slog.Logger, orderID
 		return "", false, nil
 	case err != nil:
 		return "", false, fmt.Errorf("%w: query payment: %w", ErrRetryLater, err)
-	case p.Status == string(domain.PaySuccess):
+	case p.Status == domain.PaySuccess:
 		out, err := d.markPaid(ctx, log, orderID)
 		return out, true, err
 	}
