@@ -65,11 +65,11 @@ var ErrRetryLater = errors.New("retry later")
 
 // Decider applies the rules.
 type Decider struct {
-	Orders    Orders
-	Pay       Payments
-	Stock     Stock
-	Timers    Timers
-	Now       func() time.Time
+	Orders Orders
+	Pay    Payments
+	Stock  Stock
+	Timers Timers
+	Now    func() time.Time
 	// SagaBudget is how long a create may take; an order missing that long
 	// after its deadline will never appear.
 	SagaBudget time.Duration
