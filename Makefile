@@ -35,13 +35,14 @@ run:
 	$(GO) build -o .run/bin/run ./local/cmd/run
 	exec .run/bin/run
 
-## demo: a visible scenario against the running `make run` (paid, lost announcement, timed out).
+## demo: a visible scenario against the running `make run` (paid, lost announcement, timed out, cancelled).
 demo:
 	$(GO) run ./local/cmd/demo
 
-## load: load the running `make run`; ORDERS, RATE, PAY override the defaults.
+## load: load the running `make run`; ORDERS, RATE, PAY, CANCEL override the defaults.
 ORDERS ?= 2000
 RATE ?= 100
 PAY ?= 0.5
+CANCEL ?= 0
 load:
-	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY)
+	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL)

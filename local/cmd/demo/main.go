@@ -1,7 +1,8 @@
 // Command demo runs a visible scenario against the system `make run`
 // started, and prints a timeline: one order paid; one whose "payment
 // succeeded" announcement is lost and that is found PAID at its deadline;
-// one that times out and gives its stock back; the stock before and after.
+// one that times out and gives its stock back; one the shopper cancels;
+// her order list; the stock before and after.
 //
 //	make demo    # or: go run ./local/cmd/demo
 package main
@@ -114,9 +115,18 @@ func run(envFile string) error {
 	if err != nil {
 		return err
 	}
+	d, err := create("D cancelled   ", "mug", 2, 60)
+	if err != nil {
+		return err
+	}
 	if err := payFor("A paid        ", a); err != nil {
 		return err
 	}
+	var dc createorder.OrderJSON
+	if _, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/"+d.OrderID+"/cancel", "alice", nil, &dc); err != nil {
+		return err
+	}
+	say("D cancelled   : the shopper cancelled: status %s (%s), its mugs back at once", dc.Status, dc.CancelReason)
 	if err := payFor("B lost notice ", b, pay.FaultDropHeader, "1", "X-Internal-Token", e.InternalSecret); err != nil {
 		return err
 	}
@@ -141,6 +151,13 @@ func run(envFile string) error {
 	for _, id := range []string{"mug", "tea", "kettle"} {
 		lines = append(lines, fmt.Sprintf("%s %+d", id, after[id]-before[id]))
 	}
-	say("net change: %s (A keeps 1 mug, B keeps 1 kettle, C's 2 teas came back)", strings.Join(lines, ", "))
+	say("net change: %s (A keeps 1 mug, B keeps 1 kettle, C's 2 teas and D's 2 mugs came back)", strings.Join(lines, ", "))
+	var list createorder.ListJSON
+	if _, err := e.Call(http.MethodGet, e.URL["CreateOrder"]+"/?pageSize=4", "alice", nil, &list); err != nil {
+		return err
+	}
+	for _, o := range list.Orders {
+		say("alice's orders, newest first: %s %s %s", o.OrderID, o.Status, o.CancelReason)
+	}
 	return nil
 }

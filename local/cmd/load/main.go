@@ -32,7 +32,7 @@ import (
 
 type options struct {
 	orders, users, items, parallel int
-	rate, payFraction              float64
+	rate, payFraction, cancelFrac  float64
 	timeout, grace                 time.Duration
 	out, env                       string
 }
@@ -45,6 +45,7 @@ func main() {
 	flag.IntVar(&o.items, "items", 100, "distinct items")
 	flag.IntVar(&o.parallel, "parallel", 64, "requests in flight at most")
 	flag.Float64Var(&o.payFraction, "pay", 0.5, "fraction of orders paid (at a random time up to 1.3 × the timeout)")
+	flag.Float64Var(&o.cancelFrac, "cancel", 0, "fraction of the unpaid orders the shopper cancels (at a random time before the deadline)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "payment timeout of each order")
 	flag.DurationVar(&o.grace, "grace", 30*time.Second, "how long after the last deadline to wait for every order to be decided")
 	flag.StringVar(&o.out, "out", ".run/load", "folder for the PNG charts")
@@ -101,7 +102,7 @@ func run(o options) error {
 		o.items, o.users, run, o.orders, o.rate, o.payFraction*100, o.timeout)
 
 	var (
-		created, failed, paid, payRefused atomic.Int64
+		created, failed, paid, payRefused, cancelled, cancelRefused atomic.Int64
 		mu                                sync.Mutex
 		latencies                         []time.Duration
 		ids                               = map[string]bool{}
@@ -138,7 +139,9 @@ func run(o options) error {
 				s.paid++
 			case domain.OrderCancelled:
 				s.cancels++
-				late = append(late, ord.CancelledAt.Sub(ord.Deadline))
+				if ord.CancelReason == domain.CancelPaymentTimeout {
+					late = append(late, ord.CancelledAt.Sub(ord.Deadline))
+				}
 			}
 		}
 		mu.Unlock()
@@ -191,12 +194,20 @@ func run(o options) error {
 			latencies = append(latencies, lat)
 			ids[ord.OrderID] = true
 			mu.Unlock()
-			if rand.Float64() < o.payFraction {
+			switch r := rand.Float64(); {
+			case r < o.payFraction:
 				time.Sleep(time.Duration(rand.Float64() * 1.3 * float64(o.timeout)))
 				if _, err := e.Call(http.MethodPost, e.URL["Pay"]+"/", user, map[string]string{"orderId": ord.OrderID}, nil); err == nil {
 					paid.Add(1)
 				} else {
 					payRefused.Add(1)
+				}
+			case r < o.payFraction+(1-o.payFraction)*o.cancelFrac:
+				time.Sleep(time.Duration(rand.Float64() * float64(o.timeout)))
+				if _, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/"+ord.OrderID+"/cancel", user, nil, nil); err == nil {
+					cancelled.Add(1)
+				} else {
+					cancelRefused.Add(1)
 				}
 			}
 		}()
@@ -245,6 +256,7 @@ func run(o options) error {
 			percentile(lateness, 0.5).Round(time.Millisecond), percentile(lateness, 0.99).Round(time.Millisecond), lateness[len(lateness)-1].Round(time.Millisecond), len(lateness))
 	}
 	fmt.Printf("payments           %d succeeded, %d refused (order already closed)\n", paid.Load(), payRefused.Load())
+	fmt.Printf("shopper cancels    %d succeeded, %d refused\n", cancelled.Load(), cancelRefused.Load())
 	fmt.Printf("invariants         %s\n", res)
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
