@@ -103,11 +103,11 @@ func run(o options) error {
 
 	var (
 		created, failed, paid, payRefused, cancelled, cancelRefused atomic.Int64
-		mu                                sync.Mutex
-		latencies                         []time.Duration
-		ids                               = map[string]bool{}
-		wg                                sync.WaitGroup
-		sem                               = make(chan struct{}, o.parallel)
+		mu                                                          sync.Mutex
+		latencies                                                   []time.Duration
+		ids                                                         = map[string]bool{}
+		wg                                                          sync.WaitGroup
+		sem                                                         = make(chan struct{}, o.parallel)
 	)
 	begin := time.Now()
 	// Follow the orders' states from the start, every 500 ms.
