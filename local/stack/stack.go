@@ -216,7 +216,10 @@ func Start(t testing.TB, opt Options) *Stack {
 
 // StartRelay runs a relay with opt (target, broker and token filled in).
 func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
-	opt.AMQPURL, opt.Topology, opt.Target = s.Cfg.AMQPURL, s.Topology, s.URL(HandleTimeout)
+	opt.AMQPURL, opt.Topology = s.Cfg.AMQPURL, s.Topology
+	if opt.Target == "" {
+		opt.Target = s.URL(HandleTimeout)
+	}
 	if opt.Token == "" {
 		opt.Token = s.Cfg.InternalSecret
 	}

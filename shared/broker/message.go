@@ -20,8 +20,9 @@ type Message struct {
 	DueAt     time.Time
 	CreatedAt time.Time
 	Attempt   int
-	Trace     string // W3C traceparent, optional
-	Reason    string // dead-letter reason, optional
+	Trace     string    // W3C traceparent, optional
+	Reason    string    // dead-letter reason, optional
+	DeadAt    time.Time // when it was dead-lettered (its AMQP timestamp), on the dead-letter queue only
 }
 
 // ErrNotConfirmed means the broker did not confirm a publish (nacked, or the
@@ -108,6 +109,9 @@ func appendField(b []byte, key, v string) []byte {
 func FromDelivery(d amqp.Delivery) (Message, error) {
 	m := Message{ID: d.MessageId, Data: d.Body}
 	m.Reason, _ = d.Headers[HeaderReason].(string)
+	if m.Reason != "" && !d.Timestamp.IsZero() {
+		m.DeadAt = d.Timestamp.UTC()
+	}
 	if meta, ok := d.Headers[HeaderMeta].(string); ok {
 		if err := m.parseMeta(meta); err != nil {
 			return m, fmt.Errorf("header %s: %w", HeaderMeta, err)

@@ -52,7 +52,9 @@ func PublishRetryAsync(ctx context.Context, ch *Channel, t Topology, m Message) 
 // PublishDead puts m on the dead-letter queue with a reason.
 func PublishDead(ctx context.Context, ch *Channel, t Topology, m Message, reason string) error {
 	m.Reason = reason
-	if err := ch.wait(ctx, "", t.DeadQueue(), true, m.ID, m.Publishing()); err != nil {
+	p := m.Publishing()
+	p.Timestamp = time.Now().UTC() // AMQP timestamps are whole seconds
+	if err := ch.wait(ctx, "", t.DeadQueue(), true, m.ID, p); err != nil {
 		return fmt.Errorf("dead-letter: %w", err)
 	}
 	return nil
