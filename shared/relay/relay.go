@@ -588,8 +588,8 @@ func (s *session) republish(j job, m broker.Message, retry bool, counters ...*at
 
 // copyWait is a copy (a hop or a retry) waiting for the broker's confirm
 // before its original is acked. The session's channel of them holds
-// pointers: its buffer (twice the prefetch) is allocated whole, and of
-// copyWait values it took 4 MB of RSS.
+// pointers: its buffer (twice the prefetch) is allocated whole, and values
+// would make it megabytes.
 type copyWait struct {
 	wait     func(context.Context) error
 	j        job
@@ -597,10 +597,10 @@ type copyWait struct {
 	counters []*atomic.Int64
 }
 
-// copyWaiters goroutines wait for the copies' confirms. A goroutine per
-// copy took ~9 KB of stack each, and a burst of hops had 1,700 of them at
-// once (15 MB of the relay's RSS); one for all would wait for a slow tier
-// queue's confirm while faster ones' originals stay unacked.
+// copyWaiters goroutines wait for the copies' confirms: a goroutine per
+// copy costs a stack each, thousands of them in a burst of hops; one for
+// all would wait for a slow tier queue's confirm while faster ones'
+// originals stay unacked.
 const copyWaiters = 16
 
 // confirmCopies waits for each copy's confirm and then acks its original,

@@ -30,12 +30,11 @@ const (
 // default is 5). Retries go through the client's own loop, which sends the
 // aborted transaction's id with the retry so the backend gives it priority
 // (oldest wins), and backs off with full jitter from 1 s doubling to 30 s.
-// Measured on the emulator, 60 concurrent orders on one hot item settle in
-// about 2 attempts each; under a sustained burst on one item a transaction
-// can lose several rounds, and 5 attempts fail real orders. 12 attempts is
-// a few minutes of worst-case backoff, longer than any request deadline, so
-// in practice the caller's context is the bound and the attempts cap only
-// stops a transaction that can never commit.
+// Under a sustained burst on one item a transaction can lose several
+// rounds, so 5 attempts would fail real orders; 12 attempts is a few
+// minutes of worst-case backoff, longer than any request deadline, so the
+// caller's context is the practical bound and the cap only stops a
+// transaction that can never commit.
 const DefaultTxAttempts = 12
 
 // Store is the Firestore adapter. It is safe for concurrent use.
