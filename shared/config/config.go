@@ -45,6 +45,7 @@ const (
 	EnvRelayBackoffBase   = "RELAY_BACKOFF_BASE"
 	EnvRelayBackoffMax    = "RELAY_BACKOFF_MAX"
 	EnvRelayHTTPTimeout   = "RELAY_HTTP_TIMEOUT"
+	EnvRelayHTTPClient    = "RELAY_HTTP_CLIENT"
 	EnvRelayDrainDeadline = "RELAY_DRAIN_TIMEOUT"
 	EnvPort               = "PORT"
 )
@@ -244,7 +245,7 @@ func contains(list []string, s string) bool {
 var RelayVars = []string{
 	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel, EnvTraceExporter,
 	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayImmediate,
-	EnvRelayBackoffBase, EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
+	EnvRelayBackoffBase, EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayHTTPClient, EnvRelayDrainDeadline, EnvPort,
 }
 
 // Relay is the relay's configuration.
@@ -264,6 +265,7 @@ type Relay struct {
 	BackoffBase    time.Duration
 	BackoffMax     time.Duration
 	HTTPTimeout    time.Duration
+	HTTPClient     string // "own" or "net/http"
 	Drain          time.Duration
 	Port           string
 }
@@ -315,6 +317,7 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		BackoffBase:    dur(EnvRelayBackoffBase, time.Second),
 		BackoffMax:     dur(EnvRelayBackoffMax, 5*time.Minute),
 		HTTPTimeout:    dur(EnvRelayHTTPTimeout, 30*time.Second),
+		HTTPClient:     str(EnvRelayHTTPClient, "own"),
 		Drain:          dur(EnvRelayDrainDeadline, 20*time.Second),
 		Port:           str(EnvPort, "8080"),
 	}
@@ -323,6 +326,9 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 	}
 	if r.AMQPURL == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvAMQPURL))
+	}
+	if r.HTTPClient != "own" && r.HTTPClient != "net/http" {
+		errs = append(errs, fmt.Errorf("%s=%q: want own or net/http", EnvRelayHTTPClient, r.HTTPClient))
 	}
 	if r.Target == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvRelayTarget))

@@ -1,19 +1,24 @@
 package relay
 
 import (
-	"fmt"
-	"io"
+	"context"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
-// latencyBuckets are the upper bounds of the lateness histogram (seconds).
+// latencyBuckets are the bucket bounds of the lateness histogram (seconds).
 var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // Metrics are the relay's counters; all fields are safe for concurrent use.
+// The hot path only adds to atomics; RegisterOTel publishes them as
+// OpenTelemetry instruments (read when collected), exported as Prometheus
+// text on /metrics and to Cloud Monitoring in production.
 type Metrics struct {
 	Delivered    atomic.Int64 // acked after a 2xx
-	Retried      atomic.Int64 // re-published for a later attempt after a 5xx or timeout
+	Retried      atomic.Int64 // re-scheduled for a later attempt
 	DeadLettered atomic.Int64 // sent to the dead-letter queue
 	RetryCopies  atomic.Int64 // retries that moved to a confirmed copy (retry queue or ladder)
 	Hops         atomic.Int64 // re-published to a tier because not yet due
@@ -26,9 +31,7 @@ type Metrics struct {
 
 	refusals [len(refusalStatuses)]atomic.Int64 // by refusalStatuses
 
-	lateCount   atomic.Int64
-	lateSumUS   atomic.Int64
-	lateBuckets [14]atomic.Int64 // len(latencyBuckets)+1
+	lateness metric.Float64Histogram // set by RegisterOTel
 }
 
 // Refused counts a delivery the target refused with a configuration
@@ -53,53 +56,77 @@ func (m *Metrics) Refusals(status int) int64 {
 
 // ObserveLateness records how late a first delivery attempt was.
 func (m *Metrics) ObserveLateness(d time.Duration) {
-	if d < 0 {
-		d = 0
+	if m.lateness != nil {
+		m.lateness.Record(context.Background(), max(d, 0).Seconds())
 	}
-	s := d.Seconds()
-	i := 0
-	for i < len(latencyBuckets) && s > latencyBuckets[i] {
-		i++
-	}
-	m.lateBuckets[i].Add(1)
-	m.lateCount.Add(1)
-	m.lateSumUS.Add(d.Microseconds())
 }
 
-// WritePrometheus writes the metrics in Prometheus text format.
-func (m *Metrics) WritePrometheus(w io.Writer) {
-	counter := func(name, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+// RegisterOTel publishes the metrics as OpenTelemetry instruments on meter.
+func (m *Metrics) RegisterOTel(meter metric.Meter) error {
+	counters := []struct {
+		name, desc string
+		get        func() int64
+	}{
+		{"relay.delivered", "Messages acked after a 2xx from the target.", m.Delivered.Load},
+		{"relay.retried", "Deliveries re-scheduled after a failure (any answer but 2xx, 400 and 422, or none).", m.Retried.Load},
+		{"relay.retry_copies", "Retries that moved to a copy in the retry queue or on the ladder; the rest waited in memory.", m.RetryCopies.Load},
+		{"relay.ack_frames", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load},
+		{"relay.dead_lettered", "Messages sent to the dead-letter queue.", m.DeadLettered.Load},
+		{"relay.hops", "Messages re-published to a delay tier because not yet due.", m.Hops.Load},
+		{"relay.redelivered", "Deliveries the broker marked as redelivered (possible duplicates).", m.Redelivered.Load},
+		{"relay.reconnects", "Broker reconnections.", m.Reconnects.Load},
 	}
-	gauge := func(name, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
+	var obs []metric.Observable
+	cs := make([]metric.Int64ObservableCounter, len(counters))
+	for i, c := range counters {
+		var err error
+		if cs[i], err = meter.Int64ObservableCounter(c.name, metric.WithDescription(c.desc)); err != nil {
+			return err
+		}
+		obs = append(obs, cs[i])
 	}
-	counter("relay_delivered_total", "Messages acked after a 2xx from the target.", m.Delivered.Load())
-	counter("relay_retried_total", "Deliveries re-scheduled after a failure (any answer but 2xx, 400 and 422, or none).", m.Retried.Load())
-	counter("relay_retry_copies_total", "Retries that moved to a copy in the retry queue or on the ladder; the rest waited in memory.", m.RetryCopies.Load())
-	counter("relay_ack_frames_total", "Ack frames sent; one acks a run of consecutive deliveries.", m.AckFrames.Load())
-	counter("relay_dead_lettered_total", "Messages sent to the dead-letter queue.", m.DeadLettered.Load())
-	counter("relay_hops_total", "Messages re-published to a delay tier because not yet due.", m.Hops.Load())
-	counter("relay_redelivered_total", "Deliveries the broker marked as redelivered (possible duplicates).", m.Redelivered.Load())
-	counter("relay_reconnects_total", "Broker reconnections.", m.Reconnects.Load())
-	fmt.Fprintf(w, "# HELP relay_target_refusals_total Deliveries the target refused with 401, 403, 404, 405 or 415 (a configuration problem; retried).\n# TYPE relay_target_refusals_total counter\n")
-	for i, s := range refusalStatuses {
-		fmt.Fprintf(w, "relay_target_refusals_total{status=\"%d\"} %d\n", s, m.refusals[i].Load())
+	refusals, err := meter.Int64ObservableCounter("relay.target_refusals",
+		metric.WithDescription("Deliveries the target refused with 401, 403, 404, 405 or 415 (a configuration problem; retried)."))
+	if err != nil {
+		return err
 	}
-	gauge("relay_in_flight", "Messages taken from the broker and not yet acked.", m.InFlight.Load())
-	gauge("relay_held", "Messages waiting in memory until due or until their retry.", m.Held.Load())
-	up := int64(0)
-	if m.Connected.Load() {
-		up = 1
+	gauges := []struct {
+		name, desc string
+		get        func() int64
+	}{
+		{"relay.in_flight", "Messages taken from the broker and not yet acked.", m.InFlight.Load},
+		{"relay.held", "Messages waiting in memory until due or until their retry.", m.Held.Load},
+		{"relay.connected", "1 while the relay is connected to the broker.", func() int64 {
+			if m.Connected.Load() {
+				return 1
+			}
+			return 0
+		}},
 	}
-	gauge("relay_connected", "1 while the relay is connected to the broker.", up)
-	fmt.Fprintf(w, "# HELP relay_lateness_seconds Delay between a message's due time and its first delivery attempt.\n# TYPE relay_lateness_seconds histogram\n")
-	var cum int64
-	for i, b := range latencyBuckets {
-		cum += m.lateBuckets[i].Load()
-		fmt.Fprintf(w, "relay_lateness_seconds_bucket{le=\"%g\"} %d\n", b, cum)
+	gs := make([]metric.Int64ObservableGauge, len(gauges))
+	for i, g := range gauges {
+		if gs[i], err = meter.Int64ObservableGauge(g.name, metric.WithDescription(g.desc)); err != nil {
+			return err
+		}
+		obs = append(obs, gs[i])
 	}
-	cum += m.lateBuckets[len(latencyBuckets)].Load()
-	fmt.Fprintf(w, "relay_lateness_seconds_bucket{le=\"+Inf\"} %d\n", cum)
-	fmt.Fprintf(w, "relay_lateness_seconds_sum %g\nrelay_lateness_seconds_count %d\n", float64(m.lateSumUS.Load())/1e6, m.lateCount.Load())
+	obs = append(obs, refusals)
+	if m.lateness, err = meter.Float64Histogram("relay.lateness", metric.WithUnit("s"),
+		metric.WithDescription("Delay between a message's due time and its first delivery attempt."),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for i, c := range counters {
+			o.ObserveInt64(cs[i], c.get())
+		}
+		for i, g := range gauges {
+			o.ObserveInt64(gs[i], g.get())
+		}
+		for i, s := range refusalStatuses {
+			o.ObserveInt64(refusals, m.refusals[i].Load(), metric.WithAttributes(attribute.Int("status", s)))
+		}
+		return nil
+	}, obs...)
+	return err
 }

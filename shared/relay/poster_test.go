@@ -22,7 +22,7 @@ import (
 // The hand-written request is a valid binary-mode CloudEvent: the SDK
 // decodes every attribute back.
 func TestPosterEncodesCloudEvents(t *testing.T) {
-	p, err := newPoster("http://127.0.0.1:9/hook?x=1", time.Second, nil, "tok")
+	p, err := newPoster("http://127.0.0.1:9/hook?x=1", time.Second, nil, "tok", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestPosterEncodesCloudEvents(t *testing.T) {
 }
 
 func TestPosterRefusesControlCharacters(t *testing.T) {
-	p, _ := newPoster("http://127.0.0.1:9/", time.Second, nil, "")
+	p, _ := newPoster("http://127.0.0.1:9/", time.Second, nil, "", false)
 	m := events.Timeout("o-1", time.Now(), time.Now(), "")
 	m.ID = "x\r\nInjected: 1"
 	var wc *wconn
@@ -84,7 +84,7 @@ func TestPosterReconnectsAfterIdleClose(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	p, err := newPoster(srv.URL, time.Second, nil, "")
+	p, err := newPoster(srv.URL, time.Second, nil, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestPosterTimesOut(t *testing.T) {
 	defer srv.Close()
 	defer close(silent)
 	const timeout = 300 * time.Millisecond
-	p, err := newPoster(srv.URL, timeout, nil, "")
+	p, err := newPoster(srv.URL, timeout, nil, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,5 +156,51 @@ func TestPosterTimesOut(t *testing.T) {
 	}
 	if took < timeout-timeout/10 || took > 3*timeout {
 		t.Fatalf("timed out after %v, want about %v", took, timeout)
+	}
+}
+
+// Through net/http (RELAY_HTTP_CLIENT=net/http) the request is the same
+// binary-mode CloudEvent, the answer's status and body come back, and the
+// worker's connection is kept alive across requests.
+func TestNetHTTPPosterDeliversCloudEvents(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e, err := binding.ToEvent(r.Context(), cehttp.NewMessageFromHttpRequest(r))
+		if err != nil || e.Validate() != nil || e.Extensions()["internaltoken"] != "tok" || r.Header.Get("Authorization") != "Bearer abc" {
+			http.Error(w, "not the event", 400)
+			return
+		}
+		if e.Subject() == "o-refused" {
+			http.Error(w, "refused", 503)
+			return
+		}
+		w.WriteHeader(200)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	p, err := newPoster(srv.URL+"/", time.Second, nil, "tok", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wc *wconn
+	defer func() { wc.close() }()
+	for i := range 5 {
+		m := events.Timeout("o-1", time.Now(), time.Now(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+		status, detail, err := p.postNetHTTP(context.Background(), &wc, m, "Bearer abc")
+		if err != nil || status != 200 {
+			t.Fatalf("post %d: %d %q %v", i, status, detail, err)
+		}
+	}
+	status, detail, err := p.postNetHTTP(context.Background(), &wc, events.Timeout("o-refused", time.Now(), time.Now(), ""), "Bearer abc")
+	if err != nil || status != 503 || detail != "refused\n" {
+		t.Fatalf("refused post: %d %q %v", status, detail, err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 6 requests, want one kept alive", n)
 	}
 }

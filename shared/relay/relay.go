@@ -36,7 +36,11 @@ type Options struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	HTTPTimeout time.Duration
-	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
+	// HTTPClient picks how deliveries are written: HTTPClientOwn (default,
+	// the relay's own HTTP/1.1 writer and reader) or HTTPClientNet
+	// (net/http: HTTP/2, proxies).
+	HTTPClient string
+	Drain      time.Duration // on shutdown, how long in-flight deliveries may finish
 	// ImmediateRetries: how many retries of a delivery wait only a short
 	// pause (25–50 ms) before the backoff starts (default 1; negative:
 	// none; never after a 429). An isolated failure (a cold start, a reset
@@ -91,6 +95,12 @@ func (o *Options) defaults() {
 	}
 }
 
+// The delivery clients (Options.HTTPClient, RELAY_HTTP_CLIENT).
+const (
+	HTTPClientOwn = "own"
+	HTTPClientNet = "net/http"
+)
+
 // Relay is one relay process.
 type Relay struct {
 	opt       Options
@@ -102,7 +112,7 @@ type Relay struct {
 // New builds a relay. A bad target URL makes Run fail at once.
 func New(opt Options) *Relay {
 	opt.defaults()
-	p, err := newPoster(opt.Target, opt.HTTPTimeout, opt.Signer, opt.Token)
+	p, err := newPoster(opt.Target, opt.HTTPTimeout, opt.Signer, opt.Token, opt.HTTPClient == HTTPClientNet)
 	return &Relay{opt: opt, poster: p, posterErr: err, Metrics: &Metrics{}}
 }
 

@@ -18,11 +18,13 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
@@ -231,10 +233,8 @@ func TestCredentialRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 	if retried := r.Metrics.Retried.Load(); refusals < 5 || retried < refusals {
 		t.Fatalf("refusals %d, retried %d", refusals, retried)
 	}
-	var text strings.Builder
-	r.Metrics.WritePrometheus(&text)
-	if !strings.Contains(text.String(), `relay_target_refusals_total{status="401"}`) {
-		t.Fatalf("/metrics lacks relay_target_refusals_total:\n%s", text.String())
+	if text := scrape(t, r); !strings.Contains(text, `relay_target_refusals_total{status="401"}`) {
+		t.Fatalf("/metrics lacks relay_target_refusals_total:\n%s", text)
 	}
 	// Retried with the backoff (200–400 ms), never the 25–50 ms pause: in
 	// 3 s of refusals no timer was asked more than ~16 times.
@@ -245,6 +245,45 @@ func TestCredentialRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 			t.Errorf("%s asked %d times in ~3 s: retried without the backoff", id, n)
 		}
 	}
+}
+
+// The net/http delivery client (RELAY_HTTP_CLIENT=net/http) delivers and
+// retries like the relay's own.
+func TestNetHTTPClientDelivers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newSink(t)
+	var failed sync.Map
+	s.answer.Store(func(id string) int {
+		if _, again := failed.LoadOrStore(id, true); !again && strings.HasPrefix(id, "timeout-m-1") {
+			return 503
+		}
+		return 200
+	})
+	e.publish(50, time.Now(), "m")
+	r, _ := e.run(relay.Options{Concurrency: 8, HTTPClient: relay.HTTPClientNet}, s.srv.URL)
+	waitFor(t, 15*time.Second, "all 50 delivered", func() bool { return s.distinct() == 50 })
+	if r.Metrics.Retried.Load() == 0 || r.Metrics.DeadLettered.Load() != 0 {
+		t.Fatalf("retried %d, dead-lettered %d", r.Metrics.Retried.Load(), r.Metrics.DeadLettered.Load())
+	}
+}
+
+// scrape reads r's metrics as the relay's /metrics serves them: its
+// OpenTelemetry instruments through the Prometheus exporter.
+func scrape(t *testing.T, r *relay.Relay) string {
+	t.Helper()
+	reader, h, err := telemetry.NewPrometheus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	if err := r.Metrics.RegisterOTel(mp.Meter("relay-test")); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }
 
 func TestRetriesAreBounded(t *testing.T) {

@@ -60,17 +60,28 @@ func (i *Instruments) Cancelled(ctx context.Context, deadline, at time.Time, rea
 	}
 }
 
+// NewPrometheus returns a metric reader that exports in Prometheus text and
+// the handler serving it (/metrics): OpenTelemetry instruments, named the
+// Prometheus way (relay.delivered → relay_delivered_total).
+func NewPrometheus() (sdkmetric.Reader, http.Handler, error) {
+	reg := prom.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, nil, err
+	}
+	return exp, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
+}
+
 // ServePrometheus makes the global meter provider export in Prometheus text
 // on addr (/metrics), for local runs. It returns the server to close.
 func ServePrometheus(addr string) (*http.Server, error) {
-	reg := prom.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	reader, h, err := NewPrometheus()
 	if err != nil {
 		return nil, err
 	}
-	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)))
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", h)
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

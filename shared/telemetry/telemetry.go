@@ -56,9 +56,10 @@ func SetTracerProvider(tp trace.TracerProvider, records bool) {
 	recording.Store(records)
 }
 
-// Setup installs the global tracer provider for exporter. The returned
-// function flushes and stops it.
-func Setup(exporter, project string) (func(context.Context) error, error) {
+// Setup installs the global tracer provider for exporter, and a meter
+// provider with readers (and, with gcp, one exporting to Cloud Monitoring)
+// when there is any. The returned function flushes and stops them.
+func Setup(exporter, project string, readers ...sdkmetric.Reader) (func(context.Context) error, error) {
 	var opts []sdktrace.TracerProviderOption
 	sampler := sdktrace.ParentBased(sdktrace.AlwaysSample())
 	switch exporter {
@@ -83,14 +84,21 @@ func Setup(exporter, project string) (func(context.Context) error, error) {
 	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler))...)
 	SetTracerProvider(tp, len(opts) > 0)
-	if exporter != ExportGCP {
+	if exporter == ExportGCP {
+		mexp, err := mexporter.New(mexporter.WithProjectID(project))
+		if err != nil {
+			return nil, fmt.Errorf("Cloud Monitoring exporter: %w", err)
+		}
+		readers = append(readers, sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(time.Minute)))
+	}
+	if len(readers) == 0 {
 		return tp.Shutdown, nil
 	}
-	mexp, err := mexporter.New(mexporter.WithProjectID(project))
-	if err != nil {
-		return nil, fmt.Errorf("Cloud Monitoring exporter: %w", err)
+	var mopts []sdkmetric.Option
+	for _, r := range readers {
+		mopts = append(mopts, sdkmetric.WithReader(r))
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(time.Minute))))
+	mp := sdkmetric.NewMeterProvider(mopts...)
 	otel.SetMeterProvider(mp)
 	return func(ctx context.Context) error { return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx)) }, nil
 }

@@ -37,7 +37,11 @@ func main() {
 
 func run(cfg config.Relay) error {
 	log := logging.ForLevel(cfg.LogLevel)
-	shutdown, err := telemetry.Setup(cfg.TraceExporter, "")
+	promReader, promHandler, err := telemetry.NewPrometheus()
+	if err != nil {
+		return err
+	}
+	shutdown, err := telemetry.Setup(cfg.TraceExporter, "", promReader)
 	if err != nil {
 		return err
 	}
@@ -52,6 +56,7 @@ func run(cfg config.Relay) error {
 		BackoffBase: cfg.BackoffBase,
 		BackoffMax:  cfg.BackoffMax,
 		HTTPTimeout: cfg.HTTPTimeout,
+		HTTPClient:  cfg.HTTPClient,
 		Drain:       cfg.Drain,
 		Signer:      auth.SignerFor(cfg.InternalMode, cfg.InternalSecret),
 		Log:         log,
@@ -76,10 +81,7 @@ func run(cfg config.Relay) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		r.Metrics.WritePrometheus(w)
-	})
+	mux.Handle("/metrics", promHandler)
 	srv := &http.Server{Addr: ":" + cfg.Port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
