@@ -112,26 +112,62 @@ type Lookup func(name string) (string, bool)
 // the caller (beyond those with defaults).
 func Load(need ...string) (Config, error) { return LoadFrom(os.LookupEnv, need...) }
 
-// LoadFrom is Load with another source of variables.
-func LoadFrom(lookup Lookup, need ...string) (Config, error) {
-	var errs []error
-	str := func(name, def string) string {
-		if v, ok := lookup(name); ok && v != "" {
-			return v
-		}
+// env reads variables through lookup and collects what is malformed; both
+// loaders read through it.
+type env struct {
+	lookup Lookup
+	errs   []error
+}
+
+func (e *env) str(name, def string) string {
+	if v, ok := e.lookup(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// dur reads a Go duration ("90s") or plain seconds ("900"); zero is
+// allowed only with zeroOK.
+func (e *env) dur(name string, def time.Duration, zeroOK bool) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
 		return def
 	}
-	dur := func(name string, def time.Duration) time.Duration {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		d, err := parseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 30s, 15m or 900", name, v))
-		}
-		return d
+	d, err := parseDuration(v)
+	if err != nil || d < 0 || (d == 0 && !zeroOK) {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 500ms, 30s, 15m or 900 (seconds)", name, v))
 	}
+	return d
+}
+
+func (e *env) num(name string, def int) int {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a non-negative integer", name, v))
+	}
+	return n
+}
+
+// list reads a comma-separated list, trimmed, without empty entries.
+func (e *env) list(name string) []string {
+	var out []string
+	for _, s := range strings.Split(e.str(name, ""), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// LoadFrom is Load with another source of variables.
+func LoadFrom(lookup Lookup, need ...string) (Config, error) {
+	e := &env{lookup: lookup}
+	str := e.str
+	dur := func(name string, def time.Duration) time.Duration { return e.dur(name, def, true) }
 	c := Config{
 		Project:         str(EnvProject, ""),
 		LogLevel:        str(EnvLogLevel, "info"),
@@ -154,27 +190,19 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 		SweepGrace:      dur(EnvSweepGrace, time.Minute),
 		SweepSagaBudget: dur(EnvSweepSagaBudget, 2*time.Minute),
 	}
-	for _, s := range strings.Split(str(EnvInternalCallers, ""), ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			c.InternalCallers = append(c.InternalCallers, s)
-		}
+	c.InternalCallers = e.list(EnvInternalCallers)
+	for _, s := range e.list(EnvInternalAudience) {
+		c.InternalAudiences = append(c.InternalAudiences, strings.TrimRight(s, "/"))
 	}
-	for _, s := range strings.Split(str(EnvInternalAudience, ""), ",") {
-		if s = strings.TrimRight(strings.TrimSpace(s), "/"); s != "" {
-			c.InternalAudiences = append(c.InternalAudiences, s)
-		}
-	}
-	for _, s := range strings.Split(str(EnvCheckLadder, ""), ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
+	for _, s := range e.list(EnvCheckLadder) {
 		d, err := parseDuration(s)
 		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: %q is not a positive duration", EnvCheckLadder, s))
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a positive duration", EnvCheckLadder, s))
 			continue
 		}
 		c.CheckLadder = append(c.CheckLadder, d)
 	}
+	errs := e.errs
 	switch c.AuthMode {
 	case AuthHS256:
 		if len(c.AuthSecret) < 16 && contains(need, EnvAuthSecret) {
@@ -272,35 +300,9 @@ type Relay struct {
 
 // LoadRelay reads the relay's variables.
 func LoadRelay(lookup Lookup) (Relay, error) {
-	var errs []error
-	str := func(name, def string) string {
-		if v, ok := lookup(name); ok && v != "" {
-			return v
-		}
-		return def
-	}
-	num := func(name string, def int) int {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a non-negative integer", name, v))
-		}
-		return n
-	}
-	dur := func(name string, def time.Duration) time.Duration {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		d, err := parseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 500ms or 30s", name, v))
-		}
-		return d
-	}
+	e := &env{lookup: lookup}
+	str, num := e.str, e.num
+	dur := func(name string, def time.Duration) time.Duration { return e.dur(name, def, false) }
 	r := Relay{
 		AMQPURL:        str(EnvAMQPURL, ""),
 		BrokerMode:     str(EnvBrokerMode, "ladder"),
@@ -321,6 +323,7 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		Drain:          dur(EnvRelayDrainDeadline, 20*time.Second),
 		Port:           str(EnvPort, "8080"),
 	}
+	errs := e.errs
 	if !validExporter(r.TraceExporter) {
 		errs = append(errs, fmt.Errorf("%s=%q: want none, stdout or gcp", EnvTraceExporter, r.TraceExporter))
 	}

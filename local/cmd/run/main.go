@@ -31,11 +31,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/emulator"
 	"github.com/ordertimeout/ordertimeout/shared/proc"
-	"github.com/ordertimeout/ordertimeout/shared/store"
 )
 
 // Local-only secrets: printed, never used outside this machine.
@@ -121,14 +119,7 @@ func run() error {
 	if err := portFree(relayPort); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	url := func(name string) string {
-		for _, f := range fns {
-			if f.name == name {
-				return fmt.Sprintf("http://127.0.0.1:%d", f.port)
-			}
-		}
-		return ""
-	}
+	url := func(name string) string { return fmt.Sprintf("http://127.0.0.1:%d", portOf(fns, name)) }
 
 	dir := ".run"
 	logs := filepath.Join(dir, "logs")
@@ -161,10 +152,10 @@ func run() error {
 
 	fmt.Println("… building the function and relay binaries")
 	bin := filepath.Join(dir, "bin")
-	for _, b := range [][2]string{{"function", "./local/cmd/function"}, {"relay", "./shared/cmd/relay"}} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, b[0]), b[1]).CombinedOutput()
+	for _, b := range []struct{ name, pkg string }{{"function", "./local/cmd/function"}, {"relay", "./shared/cmd/relay"}, {"seed", "./local/cmd/seed"}} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(bin, b.name), b.pkg).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
 	}
 	common := []string{
@@ -217,8 +208,10 @@ func run() error {
 	defer os.Remove(envFile)
 
 	seedFile := envOr("SEED_FILE", "local/seed.json")
-	if err := seedData(emu, seedFile); err != nil {
-		return err
+	seed := exec.Command(filepath.Join(bin, "seed"), "-project", project, "-file", seedFile)
+	seed.Env = append(os.Environ(), "FIRESTORE_EMULATOR_HOST="+emu)
+	if out, err := seed.CombinedOutput(); err != nil {
+		return fmt.Errorf("seed %s: %v\n%s", seedFile, err, out)
 	}
 	fmt.Println("✓ demo data from", seedFile)
 	printGuide(fns, relayPort, logs)
@@ -333,25 +326,14 @@ func waitHealthy(url string, within time.Duration, p *proc.Proc) error {
 	return fmt.Errorf("%s not healthy within %v", p.Name, within)
 }
 
-func seedData(emu, file string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
+// portOf is the port of the function named name.
+func portOf(fns []*fn, name string) int {
+	for _, f := range fns {
+		if f.name == name {
+			return f.port
+		}
 	}
-	defer f.Close()
-	data, err := seed.Parse(f)
-	if err != nil {
-		return err
-	}
-	os.Setenv("FIRESTORE_EMULATOR_HOST", emu)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := store.New(ctx, project)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return seed.Apply(ctx, s, data)
+	panic("no function " + name)
 }
 
 func printGuide(fns []*fn, relayPort int, logs string) {
@@ -369,8 +351,8 @@ func printGuide(fns []*fn, relayPort int, logs string) {
 		tok, _ := auth.SignHS256([]byte(userSecret), u, 24*time.Hour)
 		fmt.Printf("  export %s=%s\n", strings.ToUpper(u), tok)
 	}
-	fmt.Printf("Sweeper: POSTed every SWEEP_INTERVAL to http://127.0.0.1:%d (its answers in %s/sweeper-calls.log)\n", fns[5].port, logs)
-	co, pay, cart, stock := fns[0].port, fns[3].port, fns[2].port, fns[1].port
+	fmt.Printf("Sweeper: POSTed every SWEEP_INTERVAL to http://127.0.0.1:%d (its answers in %s/sweeper-calls.log)\n", portOf(fns, "Sweep"), logs)
+	co, pay, cart, stock := portOf(fns, "CreateOrder"), portOf(fns, "Pay"), portOf(fns, "ClearCart"), portOf(fns, "DeductStock")
 	fmt.Printf(`
 Walk-through (copy-paste):
   # alice's cart and the stock of a mug
