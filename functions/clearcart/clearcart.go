@@ -5,6 +5,7 @@ package clearcart
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -59,9 +60,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/":
 		h.clear(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/":
-		h.get(w, r)
+		httpx.AsUser(h.users, h.get)(w, r)
 	case r.Method == http.MethodPut:
-		h.put(w, r)
+		httpx.AsUser(h.users, h.put)(w, r)
 	default:
 		httpx.MethodNotAllowed(w, r)
 	}
@@ -93,18 +94,9 @@ func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusOK, view(c))
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) get(r *http.Request, uid string) (int, any, error) {
 	c, err := h.store.Cart(r.Context(), uid)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, view(c))
+	return http.StatusOK, view(c), err
 }
 
 // PutLine is the body of PUT /{itemId}.
@@ -112,40 +104,26 @@ type PutLine struct {
 	Quantity *int64 `json:"quantity"`
 }
 
-func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) put(r *http.Request, uid string) (int, any, error) {
 	itemID, ok, err := httpx.PathID(r, "itemId")
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
+	if err == nil && !ok {
+		err = fmt.Errorf("PUT needs an item id: %w", httpx.ErrMethodNotAllowed)
 	}
-	if !ok {
-		httpx.MethodNotAllowed(w, r)
-		return
+	if err != nil {
+		return 0, nil, err
 	}
 	var req PutLine
-	if err := httpx.Decode(w, r, &req); err != nil {
-		httpx.Error(w, r, err)
-		return
+	if err := httpx.DecodeBody(r, &req); err != nil {
+		return 0, nil, err
 	}
 	if req.Quantity == nil || *req.Quantity < 0 || *req.Quantity > domain.MaxQuantityPerRow {
-		httpx.Error(w, r, domain.Invalidf("quantity must be between 0 and %d (0 removes the line)", domain.MaxQuantityPerRow))
-		return
+		return 0, nil, domain.Invalidf("quantity must be between 0 and %d (0 removes the line)", domain.MaxQuantityPerRow)
 	}
 	if *req.Quantity > 0 {
 		if _, err := h.store.Item(r.Context(), itemID); err != nil {
-			httpx.Error(w, r, err)
-			return
+			return 0, nil, err
 		}
 	}
 	c, err := h.store.UpdateCart(r.Context(), uid, func(c *domain.Cart) (bool, error) { return c.Put(itemID, *req.Quantity) })
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, view(c))
+	return http.StatusOK, view(c), err
 }

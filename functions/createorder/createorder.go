@@ -57,44 +57,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/extend":
 		h.extend(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/":
-		h.create(w, r)
+		httpx.AsUser(h.users, h.create)(w, r)
 	case r.Method == http.MethodPost && cancel:
-		h.cancel(w, r, id)
+		httpx.AsUser(h.users, func(r *http.Request, uid string) (int, any, error) { return h.cancel(r, uid, id) })(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/":
-		h.list(w, r)
+		httpx.AsUser(h.users, h.list)(w, r)
 	case r.Method == http.MethodGet:
-		h.get(w, r)
+		httpx.AsUser(h.users, h.get)(w, r)
 	default:
 		httpx.MethodNotAllowed(w, r)
 	}
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) create(r *http.Request, uid string) (int, any, error) {
 	var body Request
-	if err := httpx.Decode(w, r, &body); err != nil {
-		httpx.Error(w, r, err)
-		return
+	if err := httpx.DecodeBody(r, &body); err != nil {
+		return 0, nil, err
 	}
 	req, err := h.Parse(uid, body, r.Header.Get("Idempotency-Key"))
 	if err != nil {
-		httpx.Error(w, r, err)
-		return
+		return 0, nil, err
 	}
 	o, created, err := h.svc.Create(r.Context(), req)
 	if err != nil {
-		httpx.Error(w, r, err)
-		return
+		return 0, nil, err
 	}
-	status := http.StatusCreated
 	if !created {
-		status = http.StatusOK
+		return http.StatusOK, View(o), nil
 	}
-	httpx.JSON(w, status, View(o))
+	return http.StatusCreated, View(o), nil
 }
 
 // Parse validates a create body; every failure is a *domain.InvalidError.
@@ -106,90 +97,53 @@ func (h *Handler) Parse(uid string, body Request, key string) (ordering.CreateRe
 	return h.svc.NewCreate(uid, wants, body.PaymentTimeoutSeconds, key)
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) get(r *http.Request, uid string) (int, any, error) {
 	id, ok, err := httpx.PathID(r, "orderId")
 	if err == nil && !ok {
 		err = domain.ErrNotFound
 	}
-	var o domain.Order
-	if err == nil {
-		o, err = h.svc.Get(r.Context(), uid, id)
-	}
 	if err != nil {
-		httpx.Error(w, r, err, logging.KeyOrderID, id)
-		return
+		return 0, nil, err
 	}
-	httpx.JSON(w, http.StatusOK, View(o))
+	o, err := h.svc.Get(r.Context(), uid, id)
+	return http.StatusOK, View(o), err
 }
 
-func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, path string) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) cancel(r *http.Request, uid, path string) (int, any, error) {
 	id := strings.TrimPrefix(path, "/")
 	if err := domain.CheckID("orderId", id); err != nil {
-		httpx.Error(w, r, err)
-		return
+		return 0, nil, err
 	}
 	o, err := h.svc.Cancel(r.Context(), uid, id)
-	if err != nil {
-		httpx.Error(w, r, err, logging.KeyOrderID, id)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, View(o))
+	return http.StatusOK, View(o), err
 }
 
-func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) list(r *http.Request, uid string) (int, any, error) {
 	q, err := listQuery(r)
 	if err != nil {
-		httpx.Error(w, r, err)
-		return
+		return 0, nil, err
 	}
 	page, err := h.svc.List(r.Context(), uid, q)
 	if err != nil {
-		httpx.Error(w, r, err)
-		return
+		return 0, nil, err
 	}
 	out := ListJSON{Orders: make([]OrderJSON, len(page.Orders)), NextPageToken: page.Next}
 	for i, o := range page.Orders {
 		out.Orders[i] = View(o)
 	}
-	httpx.JSON(w, http.StatusOK, out)
+	return http.StatusOK, out, nil
 }
 
-// listQuery reads ?status=&pageSize=&pageToken=; any other parameter, a
-// repeated one or a pageSize that is not a number is a bad query.
+// listQuery reads ?status=&pageSize=&pageToken=.
 func listQuery(r *http.Request) (ordering.ListQuery, error) {
-	var q ordering.ListQuery
-	for name, vs := range r.URL.Query() {
-		if len(vs) != 1 {
-			return q, domain.Invalidf("query parameter %q given %d times", name, len(vs))
-		}
-		switch v := vs[0]; name {
-		case "status":
-			q.Status = domain.OrderStatus(v)
-		case "pageToken":
-			q.PageToken = v
-		case "pageSize":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return q, domain.Invalidf("pageSize must be a whole number between 1 and %d", ordering.MaxPageSize)
-			}
-			q.PageSize = n
-		default:
-			return q, domain.Invalidf("unknown query parameter %q (status, pageSize, pageToken)", name)
+	params, err := httpx.Query(r, "status", "pageSize", "pageToken")
+	if err != nil {
+		return ordering.ListQuery{}, err
+	}
+	q := ordering.ListQuery{Status: domain.OrderStatus(params["status"]), PageToken: params["pageToken"]}
+	if v, ok := params["pageSize"]; ok {
+		if q.PageSize, err = strconv.Atoi(v); err != nil || q.PageSize < 1 {
+			return q, domain.Invalidf("pageSize must be a whole number between 1 and %d", ordering.MaxPageSize)
 		}
 	}
 	return q, nil

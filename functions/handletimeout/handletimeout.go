@@ -86,9 +86,6 @@ func result(err error) error {
 	return cehttp.NewResult(status, "%s", data)
 }
 
-func permanent(format string, args ...any) error {
-	return result(domain.Invalidf(format, args...))
-}
 
 // Handle decides one event.
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
@@ -114,35 +111,12 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 		}
 	}
 	ctx = logging.With(ctx, log)
-	var (
-		out     timeout.Outcome
-		err     error
-		orderID string
-	)
-	switch e.Type() {
-	case events.TypeTimeoutDue:
-		var deadline time.Time
-		if orderID, deadline, err = events.ParseTimeout(e.Data()); err != nil {
-			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
-		}
-		out, err = h.decider.Due(ctx, orderID, deadline)
-	case events.TypePaymentSucceeded:
-		if orderID, err = events.ParsePaid(e.Data()); err != nil {
-			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
-		}
-		out, err = h.decider.Check(ctx, orderID)
-	case events.TypePaymentCheck:
-		if orderID, _, err = events.ParseTimeout(e.Data()); err != nil {
-			log.Warn("malformed event", "error", err.Error())
-			return permanent("malformed %s data: %s", e.Type(), invalidMsg(err))
-		}
-		out, err = h.decider.Check(ctx, orderID)
-	default:
-		log.Warn("unknown event type")
-		return permanent("unknown event type %q", e.Type())
+	orderID, decide, err := h.parse(e)
+	if err != nil {
+		log.Warn("malformed event", "error", err.Error())
+		return result(err)
 	}
+	out, err := decide(ctx)
 	log = log.With(logging.KeyOrderID, orderID)
 	span.SetAttributes(attribute.String(logging.KeyOrderID, orderID), attribute.String("outcome", string(out)))
 	if errors.Is(err, domain.ErrNotFound) && e.Type() != events.TypeTimeoutDue {
@@ -161,6 +135,31 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	}
 	log.Info("event handled", "outcome", string(out))
 	return nil
+}
+
+// parse reads an event's order id and picks its decision; a malformed or
+// unknown event is a *domain.InvalidError (400: dead-lettered).
+func (h *Handler) parse(e cloudevents.Event) (string, func(context.Context) (timeout.Outcome, error), error) {
+	var (
+		orderID  string
+		deadline time.Time
+		err      error
+	)
+	switch e.Type() {
+	case events.TypeTimeoutDue, events.TypePaymentCheck:
+		orderID, deadline, err = events.ParseTimeout(e.Data())
+	case events.TypePaymentSucceeded:
+		orderID, err = events.ParsePaid(e.Data())
+	default:
+		return "", nil, domain.Invalidf("unknown event type %q", e.Type())
+	}
+	if err != nil {
+		return "", nil, domain.Invalidf("malformed %s data: %s", e.Type(), invalidMsg(err))
+	}
+	if e.Type() == events.TypeTimeoutDue {
+		return orderID, func(ctx context.Context) (timeout.Outcome, error) { return h.decider.Due(ctx, orderID, deadline) }, nil
+	}
+	return orderID, func(ctx context.Context) (timeout.Outcome, error) { return h.decider.Check(ctx, orderID) }, nil
 }
 
 // headerToken is the context key of the request's X-Internal-Token header.

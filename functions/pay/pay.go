@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -54,13 +55,13 @@ func New(s *store.Store, users auth.Users, internal auth.Internal, announce Anno
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/":
-		h.pay(w, r)
+		httpx.AsUser(h.users, h.pay)(w, r)
 	case r.Method == http.MethodPost && r.URL.Path == "/close":
 		h.close(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/":
 		h.query(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/wallet":
-		h.wallet(w, r)
+		httpx.AsUser(h.users, h.wallet)(w, r)
 	default:
 		httpx.MethodNotAllowed(w, r)
 	}
@@ -72,20 +73,17 @@ func newPayOrderID() string {
 	return "p" + hex.EncodeToString(b)
 }
 
-func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) pay(r *http.Request, uid string) (int, any, error) {
 	var req clients.OrderRef
-	if !httpx.Bind(w, r, nil, &req, func() error { return domain.CheckID("orderId", req.OrderID) }) {
-		return
+	if err := httpx.DecodeBody(r, &req); err != nil {
+		return 0, nil, err
+	}
+	if err := domain.CheckID("orderId", req.OrderID); err != nil {
+		return 0, nil, err
 	}
 	p, changed, err := h.store.Pay(r.Context(), req.OrderID, uid, newPayOrderID())
 	if err != nil {
-		httpx.Error(w, r, err, logging.KeyOrderID, req.OrderID)
-		return
+		return 0, nil, err
 	}
 	log := logging.From(r.Context()).With(logging.KeyOrderID, req.OrderID)
 	if changed {
@@ -94,15 +92,15 @@ func (h *Handler) pay(w http.ResponseWriter, r *http.Request) {
 	// Announce on every successful answer: a repeated pay re-sends an
 	// announcement that may have been lost. The payment stands either way;
 	// the timeout check finds it if every announcement is lost.
-	if h.dropAnnouncement(r) {
+	switch {
+	case h.dropAnnouncement(r):
 		log.Warn("announcement dropped on request (fault injection, local mode)")
-		httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
-		return
+	default:
+		if err := h.announce.AnnouncePaid(r.Context(), p.BizOrderNo, p.ID, p.PaidAt); err != nil {
+			log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
+		}
 	}
-	if err := h.announce.AnnouncePaid(r.Context(), p.BizOrderNo, p.ID, p.PaidAt); err != nil {
-		log.Warn("payment announcement not published; the timeout check will find the payment", "error", err.Error())
-	}
-	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+	return http.StatusOK, clients.PayOrderView(p), nil
 }
 
 // FaultDropHeader asks Pay to "lose" the payment announcement, so the demo
@@ -135,30 +133,33 @@ func (h *Handler) close(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) query(w http.ResponseWriter, r *http.Request) {
-	orderID := r.URL.Query().Get("bizOrderNo")
-	if err := domain.CheckID("bizOrderNo", orderID); err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	owner := ""
-	if err := h.internal.Check(r); err != nil {
-		uid, uerr := auth.User(r.Context(), h.users, r)
-		if uerr != nil {
-			httpx.Error(w, r, uerr)
+	if h.internal.Check(r) == nil {
+		p, err := h.payOrder(r, "")
+		if err != nil {
+			httpx.Error(w, r, err)
 			return
 		}
-		owner = uid
+		httpx.JSON(w, http.StatusOK, p)
+		return
+	}
+	httpx.AsUser(h.users, func(r *http.Request, uid string) (int, any, error) {
+		p, err := h.payOrder(r, uid)
+		return http.StatusOK, p, err
+	})(w, r)
+}
+
+// payOrder reads the pay order ?bizOrderNo= names; another owner's than
+// owner (unless owner is "", an internal caller) is domain.ErrNotFound.
+func (h *Handler) payOrder(r *http.Request, owner string) (clients.PayOrderJSON, error) {
+	orderID := r.URL.Query().Get("bizOrderNo")
+	if err := domain.CheckID("bizOrderNo", orderID); err != nil {
+		return clients.PayOrderJSON{}, err
 	}
 	p, err := h.store.PayOrder(r.Context(), orderID)
-	if err != nil {
-		httpx.Error(w, r, err, logging.KeyOrderID, orderID)
-		return
+	if err == nil && owner != "" && p.UserID != owner {
+		err = fmt.Errorf("pay order of %q belongs to another user: %w", orderID, domain.ErrNotFound)
 	}
-	if owner != "" && p.UserID != owner {
-		httpx.NotFound(w, r)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, clients.PayOrderView(p))
+	return clients.PayOrderView(p), err
 }
 
 // WalletJSON is the owner's view of a wallet.
@@ -167,16 +168,7 @@ type WalletJSON struct {
 	BalanceCents int64  `json:"balanceCents"`
 }
 
-func (h *Handler) wallet(w http.ResponseWriter, r *http.Request) {
-	uid, err := auth.User(r.Context(), h.users, r)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
+func (h *Handler) wallet(r *http.Request, uid string) (int, any, error) {
 	wl, err := h.store.Wallet(r.Context(), uid)
-	if err != nil {
-		httpx.Error(w, r, err)
-		return
-	}
-	httpx.JSON(w, http.StatusOK, WalletJSON{UserID: wl.UserID, BalanceCents: wl.BalanceCents})
+	return http.StatusOK, WalletJSON{UserID: wl.UserID, BalanceCents: wl.BalanceCents}, err
 }

@@ -170,11 +170,7 @@ func TestMoneyOverflowIsRefused(t *testing.T) {
 func TestWrongCredentialNeverDeadLettersTimers(t *testing.T) {
 	t.Parallel()
 	s := stack.Start(t, stack.Options{NoRelay: true})
-	seedBasic(t, s)
-	var orders []string
-	for range 5 {
-		orders = append(orders, create(t, s, "alice", 1, "i1", 1).OrderID)
-	}
+	orders := fiveDueOrders(t, s)
 	wrong := s.StartRelay(relay.Options{Token: "rotated-away-0123456789", BackoffBase: 200 * time.Millisecond, BackoffMax: time.Second, Concurrency: 4})
 	deadline := time.Now().Add(15 * time.Second)
 	for wrong.Metrics.Refusals(http.StatusForbidden) < 5 {
@@ -196,6 +192,18 @@ func TestWrongCredentialNeverDeadLettersTimers(t *testing.T) {
 		waitStatus(t, s, "alice", id, "CANCELLED", 30*time.Second)
 	}
 	checkInvariants(t, s, basicInitial)
+}
+
+// fiveDueOrders seeds the basic data and creates five orders of alice's,
+// due in a second.
+func fiveDueOrders(t *testing.T, s *stack.Stack) []string {
+	t.Helper()
+	seedBasic(t, s)
+	var orders []string
+	for range 5 {
+		orders = append(orders, create(t, s, "alice", 1, "i1", 1).OrderID)
+	}
+	return orders
 }
 
 func deadCount(t *testing.T, s *stack.Stack) int {

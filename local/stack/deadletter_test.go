@@ -19,11 +19,7 @@ import (
 func TestRedriveAfterMisconfiguredTarget(t *testing.T) {
 	t.Parallel()
 	s := stack.Start(t, stack.Options{NoRelay: true})
-	seedBasic(t, s)
-	var orders []string
-	for range 5 {
-		orders = append(orders, create(t, s, "alice", 1, "i1", 1).OrderID)
-	}
+	orders := fiveDueOrders(t, s)
 	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)

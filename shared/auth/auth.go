@@ -47,22 +47,6 @@ func Bearer(r *http.Request) string {
 	return ""
 }
 
-// User authenticates r's shopper.
-func User(ctx context.Context, v Users, r *http.Request) (string, error) {
-	tok := Bearer(r)
-	if tok == "" {
-		return "", fmt.Errorf("no bearer token: %w", domain.ErrUnauthenticated)
-	}
-	uid, err := v.Verify(ctx, tok)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", domain.ErrUnauthenticated, err)
-	}
-	if !domain.ValidID(uid) {
-		return "", fmt.Errorf("token sub %q is not a valid user id: %w", uid, domain.ErrUnauthenticated)
-	}
-	return uid, nil
-}
-
 // HS256 verifies HS256 tokens signed with a shared secret (local/test mode).
 type HS256 struct{ Secret []byte }
 

@@ -4,12 +4,14 @@
 package httpx
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -169,6 +171,68 @@ func PathID(r *http.Request, field string) (string, bool, error) {
 	}
 	return p, true, domain.CheckID(field, p)
 }
+
+// Users verifies a shopper's bearer token (auth.Users).
+type Users interface {
+	Verify(ctx context.Context, token string) (userID string, err error)
+}
+
+// UserFunc serves a shopper's request for user uid: the status and the
+// value to answer as JSON, or an error for the one mapper.
+type UserFunc func(r *http.Request, uid string) (int, any, error)
+
+// AsUser is the frame of a shopper's route: it authenticates the caller
+// (a bearer token whose sub is the user id), runs fn, and answers.
+func AsUser(users Users, fn UserFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		uid, err := User(r, users)
+		if err == nil {
+			var status int
+			var v any
+			if status, v, err = fn(r, uid); err == nil {
+				JSON(w, status, v)
+				return
+			}
+		}
+		Error(w, r, err)
+	}
+}
+
+// User authenticates r's shopper: "Authorization: Bearer <token>", the
+// token verified by users, its sub a valid id.
+func User(r *http.Request, users Users) (string, error) {
+	h := r.Header.Get("Authorization")
+	if len(h) <= 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", fmt.Errorf("no bearer token: %w", domain.ErrUnauthenticated)
+	}
+	uid, err := users.Verify(r.Context(), strings.TrimSpace(h[7:]))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", domain.ErrUnauthenticated, err)
+	}
+	if !domain.ValidID(uid) {
+		return "", fmt.Errorf("token sub %q is not a valid user id: %w", uid, domain.ErrUnauthenticated)
+	}
+	return uid, nil
+}
+
+// Query returns r's query parameters: each one of allowed, each given at
+// most once; anything else is a *domain.InvalidError.
+func Query(r *http.Request, allowed ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for name, vs := range r.URL.Query() {
+		if !slices.Contains(allowed, name) {
+			return nil, domain.Invalidf("unknown query parameter %q (%s)", name, strings.Join(allowed, ", "))
+		}
+		if len(vs) != 1 {
+			return nil, domain.Invalidf("query parameter %q given %d times", name, len(vs))
+		}
+		out[name] = vs[0]
+	}
+	return out, nil
+}
+
+// DecodeBody is Decode for a handler that has no ResponseWriter at hand.
+func DecodeBody(r *http.Request, v any) error { return Decode(nil, r, v) }
 
 // Checker checks who calls (auth.Internal).
 type Checker interface {

@@ -115,15 +115,22 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 // close as at the deadline. A payment that already won makes the order
 // PAID instead (Outcome Paid); an order already decided is NothingToDo.
 func (d *Decider) Cancel(ctx context.Context, orderID, reason string) (Outcome, error) {
+	o, log, ok, err := d.unpaid(ctx, orderID)
+	if !ok || err != nil {
+		return NothingToDo, err
+	}
+	return d.close(ctx, log, o, reason)
+}
+
+// unpaid reads orderID and reports whether it is still UNPAID, with a
+// logger for it.
+func (d *Decider) unpaid(ctx context.Context, orderID string) (domain.Order, *slog.Logger, bool, error) {
 	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
 	o, err := d.Orders.Order(ctx, orderID)
 	if err != nil {
-		return "", err
+		return domain.Order{}, log, false, err
 	}
-	if o.Status != domain.OrderUnpaid {
-		return NothingToDo, nil
-	}
-	return d.close(ctx, log, o, reason)
+	return o, log, o.Status == domain.OrderUnpaid, nil
 }
 
 // close closes an UNPAID order's pay order, so no payment can land any
@@ -164,13 +171,9 @@ func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, r
 // Check marks orderID PAID if its payment succeeded; otherwise it does
 // nothing. Payment announcements and early checks use it.
 func (d *Decider) Check(ctx context.Context, orderID string) (Outcome, error) {
-	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
-	o, err := d.Orders.Order(ctx, orderID)
-	if err != nil {
-		return "", err
-	}
-	if o.Status != domain.OrderUnpaid {
-		return NothingToDo, nil
+	_, log, ok, err := d.unpaid(ctx, orderID)
+	if !ok || err != nil {
+		return NothingToDo, err
 	}
 	out, done, err := d.paidIfSucceeded(ctx, log, orderID)
 	if !done && err == nil {
