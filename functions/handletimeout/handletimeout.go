@@ -86,7 +86,6 @@ func result(err error) error {
 	return cehttp.NewResult(status, "%s", data)
 }
 
-
 // Handle decides one event.
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 	log := h.log.With("event_id", e.ID(), "event_type", e.Type())
