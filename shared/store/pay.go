@@ -33,6 +33,20 @@ func (s *Store) PayOrder(ctx context.Context, orderID string) (domain.PayOrder, 
 	return decodePayOrder(snap)
 }
 
+// txPayOrder reads orderID's pay order inside t; found is false when there
+// is none yet.
+func (s *Store) txPayOrder(t *firestore.Transaction, orderID string) (domain.PayOrder, bool, error) {
+	snap, err := t.Get(s.payRef(orderID))
+	if notFound(err) {
+		return domain.PayOrder{}, false, nil
+	}
+	if err != nil {
+		return domain.PayOrder{}, false, err
+	}
+	p, err := decodePayOrder(snap)
+	return p, true, err
+}
+
 // Pay debits userID's wallet by the order's total and marks its pay order
 // SUCCESS, in one transaction, only while the pay order is WAITING (or not
 // yet opened) and the order is not cancelled. Paying again returns the same
@@ -61,15 +75,11 @@ func (s *Store) Pay(ctx context.Context, orderID, userID, newPayOrderID string) 
 		if o.UserID != userID {
 			return fmt.Errorf("order %q of another user: %w", orderID, domain.ErrNotFound)
 		}
-		psnap, err := t.Get(s.payRef(orderID))
-		if err != nil && !notFound(err) {
+		var found bool
+		if p, found, err = s.txPayOrder(t, orderID); err != nil {
 			return err
 		}
-		if psnap.Exists() {
-			if p, err = decodePayOrder(psnap); err != nil {
-				return err
-			}
-		} else {
+		if !found {
 			p = domain.NewPayOrder(newPayOrderID, o, s.now())
 		}
 		switch {
@@ -122,15 +132,12 @@ func (s *Store) ClosePayOrder(ctx context.Context, orderID, newPayOrderID string
 		change domain.Change
 	)
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
-		psnap, err := t.Get(s.payRef(orderID))
-		if err != nil && !notFound(err) {
+		var found bool
+		var err error
+		if p, found, err = s.txPayOrder(t, orderID); err != nil {
 			return err
 		}
-		if psnap.Exists() {
-			if p, err = decodePayOrder(psnap); err != nil {
-				return err
-			}
-		} else {
+		if !found {
 			o := domain.Order{ID: orderID}
 			osnap, err := t.Get(s.orderRef(orderID))
 			if err != nil && !notFound(err) {
