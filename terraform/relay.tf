@@ -35,8 +35,8 @@ resource "google_cloud_run_v2_service" "relay" {
   template {
     service_account = google_service_account.relay.email
     scaling {
-      min_instance_count = 1
-      max_instance_count = 1
+      min_instance_count = var.relay_instances
+      max_instance_count = var.relay_instances
     }
     vpc_access {
       egress = "PRIVATE_RANGES_ONLY"

@@ -53,3 +53,37 @@ variable "broker_mode" {
     error_message = "broker_mode must be ladder or plugin."
   }
 }
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts notify; empty: the alerts show in the console only."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_due_backlog" {
+  description = "Alert when more than this many messages wait in ot.due for 5 minutes (the relay holds what comes due within 4.5 s; a backlog means it is not keeping up or not delivering)."
+  type        = number
+  default     = 1000
+}
+
+variable "alert_5xx_per_second" {
+  description = "Alert when HandleTimeout answers more than this many 5xx a second for 5 minutes."
+  type        = number
+  default     = 0.1
+}
+
+variable "alert_lateness_p99_seconds" {
+  description = "Alert when the p99 of deadline → CANCELLED is over this many seconds for 10 minutes."
+  type        = number
+  default     = 30
+}
+
+variable "relay_instances" {
+  description = "How many relay instances consume the queues (always on). Several are safe: each message goes to one consumer, every step a delivery triggers is idempotent, and a held or unacked message returns to the queue if its instance dies (TestTwoRelaysShareTheQueues)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.relay_instances >= 1 && var.relay_instances <= 10
+    error_message = "relay_instances must be between 1 and 10."
+  }
+}

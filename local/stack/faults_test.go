@@ -22,6 +22,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/local/stack"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
@@ -328,4 +329,23 @@ func TestEarlyCheckFindsLostPayment(t *testing.T) {
 		t.Fatalf("paid at %v: not found by an early check (deadline %v)", at, deadline)
 	}
 	checkInvariants(t, s, basicInitial)
+}
+
+// Two relays on the same queues (terraform's relay_instances = 2) during a
+// burst of 300 deadlines: both deliver, every order is decided exactly
+// once, nothing is lost or restored twice.
+func TestTwoRelaysShareTheQueues(t *testing.T) {
+	t.Parallel()
+	s := stack.Start(t, stack.Options{NoRelay: true})
+	init := bigSeed(t, s, 30, 30)
+	first := s.StartRelay(relay.Options{Concurrency: 8})
+	second := s.StartRelay(relay.Options{Concurrency: 8})
+	createMany(t, s, 300, 30, 30, 2, 16)
+	quiesce(t, s, 60*time.Second)
+	res := checkInvariants(t, s, init)
+	a, b := first.Metrics.Delivered.Load(), second.Metrics.Delivered.Load()
+	if a == 0 || b == 0 {
+		t.Fatalf("delivered %d and %d: both relays should share the work", a, b)
+	}
+	t.Logf("the relays delivered %d and %d; %s", a, b, res)
 }

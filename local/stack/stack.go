@@ -75,7 +75,7 @@ type Stack struct {
 
 	mu      sync.Mutex
 	servers map[string]*server
-	cancel  context.CancelFunc
+	cancels []context.CancelFunc
 	relayWG sync.WaitGroup
 }
 
@@ -214,7 +214,9 @@ func Start(t testing.TB, opt Options) *Stack {
 	return s
 }
 
-// StartRelay runs a relay with opt (target, broker and token filled in).
+// StartRelay runs a relay with opt (target, broker and token filled in);
+// called again, it runs another beside it on the same queues, as Cloud Run
+// does with several instances. Stack.Relay is the last one started.
 func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
 	opt.AMQPURL, opt.Topology = s.Cfg.AMQPURL, s.Topology
 	if opt.Target == "" {
@@ -229,7 +231,8 @@ func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
 	r := relay.New(opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
-	s.Relay, s.cancel = r, cancel
+	s.Relay = r
+	s.cancels = append(s.cancels, cancel)
 	s.mu.Unlock()
 	s.relayWG.Add(1)
 	go func() {
@@ -240,13 +243,14 @@ func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
 	return r
 }
 
-// StopRelay stops the relay gracefully and waits for it.
+// StopRelay stops every relay StartRelay started, gracefully, and waits
+// for them.
 func (s *Stack) StopRelay() {
 	s.mu.Lock()
-	cancel := s.cancel
-	s.cancel = nil
+	cancels := s.cancels
+	s.cancels = nil
 	s.mu.Unlock()
-	if cancel != nil {
+	for _, cancel := range cancels {
 		cancel()
 	}
 	s.relayWG.Wait()

@@ -30,8 +30,23 @@ type Metrics struct {
 	Reconnects   atomic.Int64
 
 	refusals [len(refusalStatuses)]atomic.Int64 // by refusalStatuses
+	depth    [len(depthQueues)]atomic.Int64     // messages in the due, retry and dead queues
 
 	lateness metric.Float64Histogram // set by RegisterOTel
+}
+
+// depthQueues name the queues whose depth the relay exports, in
+// Metrics.depth's order.
+var depthQueues = [...]string{"due", "retry", "dead"}
+
+// Depth returns the last depth read of queue ("due", "retry" or "dead").
+func (m *Metrics) Depth(queue string) int64 {
+	for i, q := range depthQueues {
+		if q == queue {
+			return m.depth[i].Load()
+		}
+	}
+	return 0
 }
 
 // Refused counts a delivery the target refused with a configuration
@@ -110,7 +125,12 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) error {
 		}
 		obs = append(obs, gs[i])
 	}
-	obs = append(obs, refusals)
+	depth, err := meter.Int64ObservableGauge("relay.queue_depth",
+		metric.WithDescription("Messages in the due, retry and dead-letter queues (queue=due|retry|dead), read every 5 s."))
+	if err != nil {
+		return err
+	}
+	obs = append(obs, refusals, depth)
 	if m.lateness, err = meter.Float64Histogram("relay.lateness", metric.WithUnit("s"),
 		metric.WithDescription("Delay between a message's due time and its first delivery attempt."),
 		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
@@ -125,6 +145,9 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) error {
 		}
 		for i, s := range refusalStatuses {
 			o.ObserveInt64(refusals, m.refusals[i].Load(), metric.WithAttributes(attribute.Int("status", s)))
+		}
+		for i, q := range depthQueues {
+			o.ObserveInt64(depth, m.depth[i].Load(), metric.WithAttributes(attribute.String("queue", q)))
 		}
 		return nil
 	}, obs...)

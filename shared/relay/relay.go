@@ -315,6 +315,46 @@ func (s *session) next(f *feeds) (job, bool) {
 	}
 }
 
+// DepthInterval is how often the relay reads its queues' depths.
+const DepthInterval = 5 * time.Second
+
+// watchDepths reads the depth of the due, retry and dead-letter queues
+// every DepthInterval (passive declares on a channel of its own) until end
+// is closed, so an alert can see messages waiting while nothing delivers,
+// or dead letters piling up. A failed read (the channel closed) opens a
+// new channel at the next tick; the depths keep their last value.
+func (r *Relay) watchDepths(conn *amqp.Connection, end <-chan struct{}) {
+	t := time.NewTicker(DepthInterval)
+	defer t.Stop()
+	var ch *amqp.Channel
+	defer func() {
+		if ch != nil {
+			_ = ch.Close()
+		}
+	}()
+	topo := r.opt.Topology
+	for {
+		if ch == nil || ch.IsClosed() {
+			ch, _ = conn.Channel()
+		}
+		for i, q := range []string{topo.DueQueue(), topo.RetryQueue(), topo.DeadQueue()} {
+			if ch == nil {
+				break
+			}
+			if info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
+				r.Metrics.depth[i].Store(int64(info.Messages))
+			} else {
+				ch = nil // a failed passive declare closes the channel
+			}
+		}
+		select {
+		case <-end:
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // fail ends the session with err, unless it is ending already.
 func (s *session) fail(err error) {
 	select {
@@ -404,6 +444,7 @@ func (r *Relay) session(ctx context.Context) error {
 		go s.confirmCopies(copiesEnd)
 	}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames, r.opt.Log), newAcker(retry.ch, &r.Metrics.AckFrames, r.opt.Log)
+	go r.watchDepths(conn, copiesEnd)
 	var workers sync.WaitGroup
 	for range r.opt.Concurrency {
 		workers.Add(1)

@@ -268,6 +268,34 @@ func TestNetHTTPClientDelivers(t *testing.T) {
 	}
 }
 
+// The relay exports its queues' depths, so an alert can see messages
+// waiting while nothing is delivered, or dead letters piling up.
+func TestRelayExportsQueueDepths(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	raw := testenv.AMQPChannel(t, e.url)
+	if err := e.topo.Declare(raw); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := broker.NewChannel(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := broker.PublishDead(context.Background(), ch, e.topo, events.Timeout(fmt.Sprintf("d%d", i), time.Now(), time.Now(), ""), "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := newSink(t)
+	s.answer.Store(func(string) int { return 503 }) // nothing gets delivered: the due queue keeps them
+	e.publish(4, time.Now().Add(time.Hour), "later")
+	r, _ := e.run(relay.Options{Concurrency: 2}, s.srv.URL)
+	waitFor(t, 3*relay.DepthInterval, "depths read", func() bool { return r.Metrics.Depth("dead") == 3 })
+	if text := scrape(t, r); !strings.Contains(text, `relay_queue_depth{queue="dead"} 3`) || !strings.Contains(text, `relay_queue_depth{queue="due"}`) {
+		t.Fatalf("/metrics lacks the depths:\n%s", text)
+	}
+}
+
 // scrape reads r's metrics as the relay's /metrics serves them: its
 // OpenTelemetry instruments through the Prometheus exporter.
 func scrape(t *testing.T, r *relay.Relay) string {

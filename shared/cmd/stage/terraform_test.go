@@ -328,3 +328,37 @@ func TestTerraformMatchesCode(t *testing.T) {
 		t.Error("the scheduler does not call Sweep")
 	}
 }
+
+// The alerts and the dashboard read the metrics the code exports: every
+// workload.googleapis.com/<name> in terraform/monitoring.tf names an
+// instrument the functions or the relay create.
+func TestMonitoringReadsTheCodesMetrics(t *testing.T) {
+	x := loadTF(t)
+	var code string
+	for _, f := range []string{"shared/telemetry/metrics.go", "shared/relay/metrics.go"} {
+		src, err := os.ReadFile(filepath.Join(repoRoot, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		code += string(src)
+	}
+	names := x.objectKeys(x.local("metric"))
+	if len(names) < 10 {
+		t.Fatalf("local.metric has %d entries", len(names))
+	}
+	for key, e := range names {
+		full := x.literal(e)
+		name, ok := strings.CutPrefix(full, "workload.googleapis.com/")
+		if !ok || !strings.Contains(code, `"`+name+`"`) {
+			t.Errorf("local.metric.%s = %q: no instrument of that name in the code", key, full)
+		}
+	}
+	for _, typ := range []string{"google_monitoring_alert_policy", "google_monitoring_dashboard"} {
+		if len(x.resources(typ)) == 0 {
+			t.Errorf("no %s", typ)
+		}
+	}
+	if n := len(x.resources("google_monitoring_alert_policy")); n < 5 {
+		t.Errorf("%d alert policies, want the five the README lists", n)
+	}
+}
