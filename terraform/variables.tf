@@ -87,3 +87,13 @@ variable "relay_instances" {
     error_message = "relay_instances must be between 1 and 10."
   }
 }
+
+variable "rabbitmq_image" {
+  description = "The RabbitMQ image the Compute Engine nodes run (RabbitMQ 4.x with its Erlang). A minor line takes its patch releases when a node restarts; pin a digest (rabbitmq:4.2@sha256:…) to fix the exact build."
+  type        = string
+  default     = "rabbitmq:4.2"
+  validation {
+    condition     = can(regex("^([a-z0-9.-]+/)*rabbitmq:4\\.", var.rabbitmq_image))
+    error_message = "rabbitmq_image must be a RabbitMQ 4.x image (rabbitmq:4.<minor>…): the ladder's quorum queues and delivery limits are set for it."
+  }
+}

@@ -112,6 +112,9 @@ func FromDelivery(d amqp.Delivery) (Message, error) {
 	if m.Reason != "" && !d.Timestamp.IsZero() {
 		m.DeadAt = d.Timestamp.UTC()
 	}
+	if m.Reason == "" {
+		m.Reason, m.DeadAt = brokerDeath(d.Headers)
+	}
 	if meta, ok := d.Headers[HeaderMeta].(string); ok {
 		if err := m.parseMeta(meta); err != nil {
 			return m, fmt.Errorf("header %s: %w", HeaderMeta, err)
@@ -218,4 +221,21 @@ func ceilMilli(t time.Time) int64 {
 		ms++
 	}
 	return ms
+}
+
+// brokerDeath reads why and when the broker itself dead-lettered a message
+// (its x-death header: over the delivery limit, say), or "".
+func brokerDeath(h amqp.Table) (string, time.Time) {
+	deaths, ok := h["x-death"].([]any)
+	if !ok || len(deaths) == 0 {
+		return "", time.Time{}
+	}
+	d, ok := deaths[0].(amqp.Table)
+	if !ok {
+		return "", time.Time{}
+	}
+	reason, _ := d["reason"].(string)
+	queue, _ := d["queue"].(string)
+	at, _ := d["time"].(time.Time)
+	return fmt.Sprintf("broker: %s in %s", reason, queue), at.UTC()
 }

@@ -61,6 +61,9 @@ type Topology struct {
 	// tiers only cost hops; tests use fewer, since every tier is a quorum
 	// queue (a Raft group) to create and delete.
 	Tiers int
+	// DeliveryLimit overrides the consumed queues' delivery limit
+	// (default DeliveryLimit; tests use a small one).
+	DeliveryLimit int
 }
 
 func (t Topology) tiers() int {
@@ -106,16 +109,42 @@ func quorum(extra amqp.Table) amqp.Table {
 	return args
 }
 
+// Delivery limits, set explicitly on every queue: RabbitMQ 4 gives quorum
+// queues a default of 20, after which a message is dropped (or
+// dead-lettered). A delivery is counted only when a message goes back to
+// its queue unacked — its relay's connection closed while it was in flight
+// or held, or a copy was not confirmed — never for a retry (those wait in
+// memory, unacked, or become new copies). DeliveryLimit such returns of the
+// same message mean a relay in a crash loop; the message then goes to the
+// dead-letter queue (at least once), never away, and otctl redrives it.
+// The dead-letter queue itself is only read by otctl, whose list returns
+// what it read: DeadDeliveryLimit lists of the same dead letter.
+const (
+	DeliveryLimit     = 1000
+	DeadDeliveryLimit = 1_000_000
+)
+
 // Declare creates the topology idempotently. Declaring twice with the same
-// settings is a no-op; a queue that exists with other arguments is an error
-// from the broker, reported with its name.
+// settings is a no-op; a queue that exists with other arguments (an older
+// version's) is an error from the broker, reported with its name.
 func (t Topology) Declare(ch *amqp.Channel) error {
 	if err := ch.ExchangeDeclare(t.HopExchange(), amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", t.HopExchange(), err)
 	}
-	for _, q := range []string{t.DueQueue(), t.RetryQueue(), t.DeadQueue()} {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
-			return fmt.Errorf("declare queue %s: %w", q, err)
+	consumed := quorum(amqp.Table{
+		"x-delivery-limit":          int64(t.deliveryLimit()),
+		"x-dead-letter-exchange":    "",
+		"x-dead-letter-routing-key": t.DeadQueue(),
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-overflow":                "reject-publish",
+	})
+	for q, args := range map[string]amqp.Table{
+		t.DueQueue():   consumed,
+		t.RetryQueue(): consumed,
+		t.DeadQueue():  quorum(amqp.Table{"x-delivery-limit": int64(DeadDeliveryLimit)}),
+	} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
+			return declareErr(q, err)
 		}
 	}
 	if err := ch.QueueBind(t.DueQueue(), "", t.HopExchange(), false, nil); err != nil {
@@ -141,15 +170,33 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 			"x-dead-letter-exchange": t.HopExchange(),
 			"x-dead-letter-strategy": "at-least-once",
 			"x-overflow":             "reject-publish",
+			"x-delivery-limit":       int64(t.deliveryLimit()), // nothing consumes a tier; explicit all the same
 		}))
 		if err != nil {
-			return fmt.Errorf("declare queue %s: %w", q, err)
+			return declareErr(q, err)
 		}
 		if err := ch.QueueBind(q, q, t.DelayExchange(), false, nil); err != nil {
 			return fmt.Errorf("bind %s: %w", q, err)
 		}
 	}
 	return nil
+}
+
+func (t Topology) deliveryLimit() int {
+	if t.DeliveryLimit > 0 {
+		return t.DeliveryLimit
+	}
+	return DeliveryLimit
+}
+
+// declareErr explains a failed queue declare; an existing queue with other
+// arguments (406 PRECONDITION_FAILED) needs an operator.
+func declareErr(q string, err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+		return fmt.Errorf("declare queue %s: it exists with other arguments (an older version's?); move its messages and delete it, or declare the topology under another BROKER_PREFIX: %w", q, err)
+	}
+	return fmt.Errorf("declare queue %s: %w", q, err)
 }
 
 // Route says where a message due after remaining goes next: the hop

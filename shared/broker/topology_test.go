@@ -1,8 +1,12 @@
 package broker
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // Route picks the longest declared tier that leaves the message its slack,
@@ -38,5 +42,55 @@ func TestRoute(t *testing.T) {
 	}
 	if s := TierTTL(firstTier); s+tierSlack(s) != HoldMax {
 		t.Fatalf("HoldMax %v is not the shortest tier (%v) plus its slack", HoldMax, s)
+	}
+}
+
+// Against the real RabbitMQ: a message returned to the due queue more often
+// than the delivery limit (a relay crash-looping) goes to the dead-letter
+// queue with the broker's reason, never away.
+func TestDeliveryLimitDeadLettersNeverDrops(t *testing.T) {
+	url := testenv.AMQPURL(t)
+	topo := Topology{Prefix: testenv.UniqueName("ot-limit"), Mode: ModeLadder, Tiers: firstTier + 1, DeliveryLimit: 2}
+	ch := testenv.AMQPChannel(t, url)
+	if err := topo.Declare(ch); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = testenv.OnAMQPChannel(url, topo.Delete) })
+	p := NewPublisher(url, topo)
+	defer p.Close()
+	if err := p.Publish(context.Background(), Message{ID: "m1", Type: "t", Subject: "o1", DueAt: time.Now(), Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for returns := 0; ; {
+		d, ok, err := ch.Get(topo.DueQueue(), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			returns++
+			if err := d.Nack(false, true); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		dead, ok, err := ch.Get(topo.DeadQueue(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			m, err := FromDelivery(dead)
+			if err != nil || m.ID != "m1" || !strings.Contains(m.Reason, "delivery_limit") {
+				t.Fatalf("dead letter %+v (%v), want m1 with the broker's delivery_limit reason", m, err)
+			}
+			if returns < 2 {
+				t.Fatalf("dead-lettered after %d returns, limit 2", returns)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d returns the message is neither in %s nor in %s: dropped", returns, topo.DueQueue(), topo.DeadQueue())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
