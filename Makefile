@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test check bench run build demo load
+.PHONY: test check bench run build demo load smoke
 
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
@@ -46,3 +46,8 @@ PAY ?= 0.5
 CANCEL ?= 0
 load:
 	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL)
+
+## smoke: from outside, as a shopper: an unpaid order cancelled at its deadline, stock back, a shopper cancel.
+## Against `make run` by default; against a deployment: make smoke SMOKE_ARGS='-createorder URL -deductstock URL -token TOKEN'
+smoke:
+	$(GO) run ./local/cmd/smoke $(SMOKE_ARGS)

@@ -163,6 +163,13 @@ func TestRunWholeSystem(t *testing.T) {
 	if _, after := call("GET", url("PORT_DEDUCTSTOCK")+"/tea", ""); after["stock"] != tea["stock"] {
 		t.Fatalf("tea stock %v after timeout, was %v", after["stock"], tea["stock"])
 	}
+	// The smoke command, as an operator runs it after a deploy, here
+	// against the local run.
+	smoke := exec.Command("go", "run", "./local/cmd/smoke", "-env", filepath.Join(root, ".run", "env"), "-timeout", "2s", "-grace", "40s")
+	smoke.Dir = root
+	if out, err := smoke.CombinedOutput(); err != nil || !strings.Contains(string(out), "smoke test passed") {
+		t.Fatalf("smoke: %v\n%s", err, out)
+	}
 
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
