@@ -4,6 +4,7 @@
 package proc
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -15,8 +16,9 @@ import (
 
 // Group is a set of child processes.
 type Group struct {
-	mu    sync.Mutex
-	procs []*Proc
+	mu      sync.Mutex
+	procs   []*Proc
+	stopped bool // StopAll ran: nothing starts any more
 }
 
 // Proc is one child.
@@ -29,6 +31,11 @@ type Proc struct {
 
 // Start runs name with args and env (added to this process's), output to out.
 func (g *Group) Start(label string, out io.Writer, env []string, name string, args ...string) (*Proc, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return nil, fmt.Errorf("start %s: the group is stopping", label)
+	}
 	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -38,9 +45,7 @@ func (g *Group) Start(label string, out io.Writer, env []string, name string, ar
 	}
 	p := &Proc{Name: label, Cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
-	g.mu.Lock()
 	g.procs = append(g.procs, p)
-	g.mu.Unlock()
 	return p, nil
 }
 
@@ -68,9 +73,11 @@ func (p *Proc) Stop(grace time.Duration) {
 	}
 }
 
-// StopAll stops every process, last started first.
+// StopAll stops every process, last started first; nothing starts in the
+// group afterwards (a Keep that would restart a child gives up).
 func (g *Group) StopAll(grace time.Duration) {
 	g.mu.Lock()
+	g.stopped = true
 	procs := append([]*Proc(nil), g.procs...)
 	g.procs = nil
 	g.mu.Unlock()
@@ -90,4 +97,62 @@ func (g *Group) Each(f func(*Proc)) {
 	for _, p := range procs {
 		f(p)
 	}
+}
+
+// Restart backoff of Keep.
+const (
+	RestartFirst = time.Second
+	RestartMax   = 30 * time.Second
+	// StayedUp is how long a restarted child must run for the backoff to
+	// start again from RestartFirst.
+	StayedUp = 30 * time.Second
+)
+
+// Keep starts a child like Start, and starts it again whenever it exits,
+// as Cloud Run replaces a crashed instance: after RestartFirst, doubling up
+// to RestartMax while it keeps failing, from RestartFirst again once it
+// stayed up for StayedUp. say gets one line per start and per exit. It
+// stops restarting once ctx ends (StopAll stops the child that runs). It
+// returns the first start's child, or why it could not start.
+func (g *Group) Keep(ctx context.Context, say func(string), label string, out io.Writer, env []string, name string, args ...string) (*Proc, error) {
+	p, err := g.Start(label, out, env, name, args...)
+	if err != nil {
+		return nil, err
+	}
+	say(fmt.Sprintf("%s started (pid %d)", label, p.Cmd.Process.Pid))
+	go func() {
+		wait := RestartFirst
+		for cur := p; ; {
+			started := time.Now()
+			select {
+			case <-ctx.Done():
+				return
+			case <-cur.Done():
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if time.Since(started) >= StayedUp {
+				wait = RestartFirst
+			}
+			say(fmt.Sprintf("%s exited (%v); starting it again in %v", label, cur.Err(), wait))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, RestartMax)
+			next, err := g.Start(label, out, env, name, args...)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				say(fmt.Sprintf("%s could not be started again: %v", label, err))
+				continue // cur has exited: wait out the next backoff
+			}
+			say(fmt.Sprintf("%s started (pid %d)", label, next.Cmd.Process.Pid))
+			cur = next
+		}
+	}()
+	return p, nil
 }

@@ -129,11 +129,16 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var group proc.Group
+	// Functions and the relay are kept running as Cloud Run keeps its
+	// instances: one that exits is started again (proc.Keep).
+	keepCtx, stopKeeping := context.WithCancel(ctx)
 	defer func() {
+		stopKeeping()
 		fmt.Println("stopping every process…")
 		group.StopAll(10 * time.Second)
 		fmt.Println("stopped.")
 	}()
+	say := func(line string) { fmt.Println("↻", line) }
 
 	amqpURL := os.Getenv("AMQP_URL")
 	if amqpURL == "" {
@@ -144,11 +149,12 @@ func run() error {
 	}
 	fmt.Println("✓ RabbitMQ at", amqpURL)
 
-	emu, err := startEmulator(&group, logs)
+	emuProc, err := startEmulator(&group, logs)
 	if err != nil {
 		return err
 	}
-	fmt.Println("✓ Firestore emulator at", emu)
+	emu := emuProc.Host
+	fmt.Printf("✓ Firestore emulator at %s (pid %d)\n", emu, emuProc.Cmd.Process.Pid)
 
 	fmt.Println("… building the function and relay binaries")
 	bin := filepath.Join(dir, "bin")
@@ -171,7 +177,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		p, err := group.Start(f.name, out, append(common, "FUNCTION_TARGET="+f.name, fmt.Sprintf("PORT=%d", f.port),
+		p, err := group.Keep(keepCtx, say, f.name, out, append(common, "FUNCTION_TARGET="+f.name, fmt.Sprintf("PORT=%d", f.port),
 			fmt.Sprintf("METRICS_PORT=%d", f.port+1000)), filepath.Join(bin, "function"))
 		if err != nil {
 			return err
@@ -184,7 +190,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	rp, err := group.Start("relay", rout, append(common, "RELAY_TARGET_URL="+url("HandleTimeout"), fmt.Sprintf("PORT=%d", relayPort)), filepath.Join(bin, "relay"))
+	rp, err := group.Keep(keepCtx, say, "relay", rout, append(common, "RELAY_TARGET_URL="+url("HandleTimeout"), fmt.Sprintf("PORT=%d", relayPort)), filepath.Join(bin, "relay"))
 	if err != nil {
 		return err
 	}
@@ -223,15 +229,40 @@ func run() error {
 	}
 	go sweepEvery(ctx, url("Sweep"), interval, filepath.Join(logs, "sweeper-calls.log"))
 
-	watch := make(chan string, 8)
-	group.Each(func(p *proc.Proc) {
-		go func() { <-p.Done(); watch <- p.Name }()
-	})
+	// What the run cannot replace stops it: the emulator (it holds every
+	// order), or RabbitMQ gone for a minute (an outage of seconds, which the
+	// functions and the relay ride out, does not).
+	brokerGone := make(chan struct{})
+	go watchBroker(keepCtx, amqpURL, time.Minute, brokerGone)
 	select {
 	case <-ctx.Done():
 		return nil
-	case name := <-watch:
-		return fmt.Errorf("%s exited unexpectedly; see %s", name, logs)
+	case <-emuProc.Done():
+		return fmt.Errorf("the Firestore emulator exited (%v): every order lived in it, so the run stops; see %s/firestore-emulator.log", emuProc.Err(), logs)
+	case <-brokerGone:
+		return fmt.Errorf("RabbitMQ at %s has not answered for a minute: the run stops (start it with rabbitmq-server -detached, then make run)", amqpURL)
+	}
+}
+
+// watchBroker closes gone once the broker at url has not answered for
+// `for` (checked every 5 s), unless ctx ends first.
+func watchBroker(ctx context.Context, url string, d time.Duration, gone chan<- struct{}) {
+	last := time.Now()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)}); err == nil {
+			_ = c.Close()
+			last = time.Now()
+		} else if time.Since(last) > d {
+			close(gone)
+			return
+		}
 	}
 }
 
@@ -295,16 +326,16 @@ func ensureRabbit(url string) error {
 	return fmt.Errorf("RabbitMQ did not come up at %s within 60 s", url)
 }
 
-func startEmulator(g *proc.Group, logs string) (string, error) {
+func startEmulator(g *proc.Group, logs string) (*emulator.Emulator, error) {
 	out, err := os.Create(filepath.Join(logs, "firestore-emulator.log"))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	e, err := emulator.Start(g, out)
 	if err != nil {
-		return "", fmt.Errorf("%w; see %s", err, out.Name())
+		return nil, fmt.Errorf("%w; see %s", err, out.Name())
 	}
-	return e.Host, nil
+	return e, nil
 }
 
 func waitHealthy(url string, within time.Duration, p *proc.Proc) error {

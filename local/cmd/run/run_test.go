@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,7 +44,19 @@ func (s *syncBuffer) String() string {
 // The README's run command, end to end: every process comes up on the
 // chosen ports, an order is created and paid, another times out and gives
 // its stock back, and SIGTERM leaves no process and no port behind.
-func TestRunWholeSystem(t *testing.T) {
+// started is a running `make run` binary.
+type started struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	ports   map[string]int
+	root    string
+	stopped bool
+}
+
+// startRun builds and starts the run binary on free ports and waits for
+// READY; it is killed with its process group when t ends.
+func startRun(t *testing.T) *started {
+	t.Helper()
 	testenv.AMQPURL(t)
 	root, _ := filepath.Abs("../../..")
 	bin := filepath.Join(t.TempDir(), "run")
@@ -77,14 +90,15 @@ func TestRunWholeSystem(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
+	st := &started{cmd: cmd, ports: ports, root: root}
 	t.Cleanup(func() {
-		if !stopped {
+		if !st.stopped {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
 		}
 	})
-	var out syncBuffer // written by the reader below, read here
+	out := &syncBuffer{} // written by the reader below, read here
+	st.out = out
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -104,6 +118,12 @@ func TestRunWholeSystem(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("no READY within 3 minutes:\n%s", out.String())
 	}
+	return st
+}
+
+func TestRunWholeSystem(t *testing.T) {
+	st := startRun(t)
+	cmd, out, ports, root := st.cmd, st.out, st.ports, st.root
 	alice := regexp.MustCompile(`export ALICE=(\S+)`).FindStringSubmatch(out.String())
 	if alice == nil {
 		t.Fatalf("no token for alice in:\n%s", out.String())
@@ -154,6 +174,38 @@ func TestRunWholeSystem(t *testing.T) {
 	if !strings.Contains(string(body), "orders_created_total") {
 		t.Fatalf("CreateOrder metrics lack orders_created_total:\n%.2000s", body)
 	}
+	// kill -9 of the relay and of a function: both are started again, as
+	// Cloud Run replaces a crashed instance, and the console says so.
+	for _, name := range []string{"relay", "CreateOrder"} {
+		m := regexp.MustCompile(name + ` started \(pid (\d+)\)`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("no start line for %s in:\n%s", name, out.String())
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := time.Now().Add(30 * time.Second)
+	for !(strings.Count(out.String(), "relay started") == 2 && strings.Count(out.String(), "CreateOrder started") == 2) {
+		if time.Now().After(restarted) {
+			t.Fatalf("the killed processes were not started again:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "relay exited (signal: killed); starting it again in 1s") {
+		t.Fatalf("no restart line for the relay:\n%s", out.String())
+	}
+	for {
+		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", ports["PORT_CREATEORDER"]), time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(restarted) {
+			t.Fatal("CreateOrder does not listen again after its restart")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	_, tea := call("GET", url("PORT_DEDUCTSTOCK")+"/tea", "")
 	code, o2 := call("POST", url("PORT_CREATEORDER")+"/", `{"items":[{"itemId":"tea","quantity":3}],"paymentTimeoutSeconds":2}`)
 	if code != 201 {
@@ -176,7 +228,7 @@ func TestRunWholeSystem(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		stopped = true
+		st.stopped = true
 		if err != nil {
 			t.Fatalf("run exited with %v", err)
 		}
@@ -194,5 +246,33 @@ func TestRunWholeSystem(t *testing.T) {
 			c.Close()
 			t.Errorf("the emulator at %s outlived run", m[1])
 		}
+	}
+}
+
+// What the run cannot replace stops it, clearly: the Firestore emulator
+// killed with kill -9 ends the run with a message that says so.
+func TestRunStopsWhenTheEmulatorDies(t *testing.T) {
+	st := startRun(t)
+	m := regexp.MustCompile(`Firestore emulator at \S+ \(pid (\d+)\)`).FindStringSubmatch(st.out.String())
+	if m == nil {
+		t.Fatalf("no emulator pid in:\n%s", st.out.String())
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- st.cmd.Wait() }()
+	select {
+	case err := <-done:
+		st.stopped = true
+		if err == nil {
+			t.Fatal("run exited 0 after its emulator died")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("run still running a minute after its emulator died")
+	}
+	if !strings.Contains(st.out.String(), "stopped.") {
+		t.Fatalf("run did not stop its children:\n%s", st.out.String())
 	}
 }
