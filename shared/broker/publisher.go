@@ -85,7 +85,7 @@ func (p *Publisher) channel() (*Channel, error) {
 		return p.ch, nil
 	}
 	p.closeLocked()
-	conn, err := amqp.DialConfig(p.URL, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := Dial(p.URL, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dial broker: %w", ErrNotConfirmed, err)
 	}

@@ -51,7 +51,7 @@ type Session struct {
 // Open connects to the broker at url and takes up to limit dead letters of
 // topo off its dead-letter queue, unsettled, newest first.
 func Open(url string, topo broker.Topology, limit int) (*Session, error) {
-	conn, err := amqp.DialConfig(url, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(10 * time.Second)})
+	conn, err := broker.Dial(url, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the broker: %w", err)
 	}

@@ -400,7 +400,7 @@ func (s *session) dispatch(c *consumer, d amqp.Delivery) (job, bool) {
 }
 
 func (r *Relay) session(ctx context.Context) error {
-	conn, err := amqp.DialConfig(r.opt.AMQPURL, amqp.Config{Heartbeat: 10 * time.Second, Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := broker.Dial(r.opt.AMQPURL, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}

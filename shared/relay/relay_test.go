@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,7 +120,12 @@ func (e *env) queueLen(q string) int {
 }
 
 func (e *env) run(opt relay.Options, target string) (*relay.Relay, func()) {
-	opt.AMQPURL, opt.Topology, opt.Target = e.url, e.topo, target
+	return e.runOn(e.url, opt, target)
+}
+
+// runOn runs a relay on the broker(s) of amqpURL.
+func (e *env) runOn(amqpURL string, opt relay.Options, target string) (*relay.Relay, func()) {
+	opt.AMQPURL, opt.Topology, opt.Target = amqpURL, e.topo, target
 	if opt.Log == nil {
 		opt.Log = logging.New(io.Discard, slog.LevelInfo)
 	}
@@ -293,6 +299,38 @@ func TestRelayExportsQueueDepths(t *testing.T) {
 	waitFor(t, 3*relay.DepthInterval, "depths read", func() bool { return r.Metrics.Depth("dead") == 3 })
 	if text := scrape(t, r); !strings.Contains(text, `relay_queue_depth{queue="dead"} 3`) || !strings.Contains(text, `relay_queue_depth{queue="due"}`) {
 		t.Fatalf("/metrics lacks the depths:\n%s", text)
+	}
+}
+
+// With AMQP_URL listing several brokers, a relay whose broker dies moves
+// to the next one and goes on: every message delivered, none acked
+// unsettled (what was in flight is delivered again, a duplicate at most).
+func TestRelayFailsOverToTheNextBroker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	u, _ := neturl.Parse(e.url)
+	node := testenv.NewProxy(t, u.Host)
+	list := fmt.Sprintf("amqp://%s@%s/,%s", u.User.String(), node.Addr(), e.url)
+	s := newSink(t)
+	var slow atomic.Bool
+	slow.Store(true)
+	s.answer.Store(func(string) int {
+		if slow.Load() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return 200
+	})
+	e.publish(300, time.Now(), "m")
+	r, _ := e.runOn(list, relay.Options{Concurrency: 4}, s.srv.URL)
+	waitFor(t, 10*time.Second, "the first deliveries", func() bool { return s.distinct() >= 20 })
+	node.Kill()
+	slow.Store(false)
+	waitFor(t, 30*time.Second, "all 300 delivered", func() bool { return s.distinct() == 300 })
+	if r.Metrics.Reconnects.Load() == 0 {
+		t.Fatal("the relay never reconnected")
+	}
+	if n := e.queueLen(e.topo.DueQueue()); n != 0 {
+		t.Fatalf("%d messages left in the due queue", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -249,4 +250,57 @@ func StopBroker(tb testing.TB) (start func()) {
 		RabbitCtl(tb, "start_app")
 		started = true
 	}
+}
+
+// Proxy forwards TCP connections to an address until killed: a broker node
+// that can die under a test.
+type Proxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// NewProxy listens on a loopback port and forwards to `to`; it is killed
+// when tb ends.
+func NewProxy(tb testing.TB, to string) *Proxy {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &Proxy{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(b, c); b.Close() }()
+			go func() { _, _ = io.Copy(c, b); c.Close() }()
+		}
+	}()
+	tb.Cleanup(p.Kill)
+	return p
+}
+
+// Addr is the address clients dial.
+func (p *Proxy) Addr() string { return p.l.Addr().String() }
+
+// Kill stops listening and cuts every connection: the node is gone.
+func (p *Proxy) Kill() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }

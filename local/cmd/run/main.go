@@ -32,6 +32,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/emulator"
 	"github.com/ordertimeout/ordertimeout/shared/proc"
 )
@@ -256,7 +257,7 @@ func watchBroker(ctx context.Context, url string, d time.Duration, gone chan<- s
 			return
 		case <-t.C:
 		}
-		if c, err := amqp.DialConfig(url, amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)}); err == nil {
+		if c, err := broker.Dial(url, 3*time.Second); err == nil {
 			_ = c.Close()
 			last = time.Now()
 		} else if time.Since(last) > d {
