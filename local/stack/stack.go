@@ -58,7 +58,10 @@ type Options struct {
 	CrashAfterReserve bool
 	// RelayBackoff is the relay's first retry delay (default 200ms).
 	RelayBackoff time.Duration
-	Configure    func(*config.Config)
+	// AMQPURL is the broker (or a comma-separated list of a cluster's
+	// nodes); default the test machine's.
+	AMQPURL   string
+	Configure func(*config.Config)
 }
 
 // Stack is a running system.
@@ -131,7 +134,10 @@ func Start(t testing.TB, opt Options) *Stack {
 	t.Helper()
 	testenv.FirestoreHost(t)
 	project := testenv.ProjectID(t)
-	amqpURL := testenv.AMQPURL(t)
+	amqpURL := opt.AMQPURL
+	if amqpURL == "" {
+		amqpURL = testenv.AMQPURL(t)
+	}
 	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)

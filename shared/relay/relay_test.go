@@ -110,7 +110,13 @@ func (e *env) publish(n int, due time.Time, prefix string) {
 
 func (e *env) queueLen(q string) int {
 	e.t.Helper()
-	ch := testenv.AMQPChannel(e.t, e.url)
+	return e.queueLenOn(e.url, q)
+}
+
+// queueLenOn reads q's depth through the broker at url.
+func (e *env) queueLenOn(url, q string) int {
+	e.t.Helper()
+	ch := testenv.AMQPChannel(e.t, url)
 	defer ch.Close()
 	info, err := ch.QueueDeclarePassive(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
 	if err != nil {

@@ -156,7 +156,7 @@ func AMQPURL(t testing.TB) string {
 // test's own checks; the connection closes when tb ends.
 func AMQPChannel(tb testing.TB, url string) *amqp.Channel {
 	tb.Helper()
-	conn, err := amqp.Dial(url)
+	conn, err := amqp.Dial(firstURL(url))
 	if err != nil {
 		tb.Fatalf("RabbitMQ at %s: %v", url, err)
 	}
@@ -172,7 +172,7 @@ func AMQPChannel(tb testing.TB, url string) *amqp.Channel {
 // the connection: for one-off topology declares and deletes, including
 // cleanups after a broker outage closed every earlier connection.
 func OnAMQPChannel(url string, fn func(*amqp.Channel) error) error {
-	conn, err := amqp.Dial(url)
+	conn, err := amqp.Dial(firstURL(url))
 	if err != nil {
 		return err
 	}
@@ -303,4 +303,10 @@ func (p *Proxy) Kill() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// firstURL is the first broker of a comma-separated AMQP_URL list.
+func firstURL(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	return strings.TrimSpace(first)
 }
