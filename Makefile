@@ -2,7 +2,7 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test check bench run build demo load smoke
+.PHONY: test check bench run build demo load smoke chaos
 
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
@@ -10,7 +10,7 @@ PKGS ?= ./...
 ## The broker-outage tests stop RabbitMQ's app, so they run alone afterwards.
 test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run Outage ./shared/relay/ ./local/stack/
+	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run Outage ./shared/relay/ ./local/stack/ ./local/cmd/run/
 
 ## check: formatting (Go and terraform), vet and module tidiness leave no diff.
 check:
@@ -51,3 +51,9 @@ load:
 ## Against `make run` by default; against a deployment: make smoke SMOKE_ARGS='-createorder URL -deductstock URL -token TOKEN'
 smoke:
 	$(GO) run ./local/cmd/smoke $(SMOKE_ARGS)
+
+## chaos: load the running `make run` while faults are injected (relay and a function killed, RabbitMQ
+## stopped ~10 s, the relay frozen ~20 s), then the invariant check and a timeline with the faults marked.
+FAULTS ?= 4
+chaos:
+	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL) -chaos -faults $(FAULTS)

@@ -35,6 +35,8 @@ type options struct {
 	rate, payFraction, cancelFrac  float64
 	timeout, grace                 time.Duration
 	out, env                       string
+	chaos                          bool
+	faults                         int
 }
 
 func main() {
@@ -50,7 +52,12 @@ func main() {
 	flag.DurationVar(&o.grace, "grace", 30*time.Second, "how long after the last deadline to wait for every order to be decided")
 	flag.StringVar(&o.out, "out", ".run/load", "folder for the PNG charts")
 	flag.StringVar(&o.env, "env", ".run/env", "the file `make run` writes")
+	flag.BoolVar(&o.chaos, "chaos", false, "inject faults during the run: kill -9 of the relay and of a function, RabbitMQ stopped for ~10 s, the relay frozen for ~20 s")
+	flag.IntVar(&o.faults, "faults", 4, "with -chaos: how many faults (each kind once before any repeats)")
 	flag.Parse()
+	if o.chaos && o.grace < 90*time.Second {
+		o.grace = 90 * time.Second // faults delay decisions; the sweeper catches up within its grace and interval
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "\nload:", err)
 		os.Exit(1)
@@ -168,6 +175,21 @@ func run(o options) error {
 		}
 	}()
 
+	var monkey *chaos
+	var monkeyDone sync.WaitGroup
+	if o.chaos {
+		abs, err := filepath.Abs(filepath.Join(filepath.Dir(o.env), "bin"))
+		if err != nil {
+			return err
+		}
+		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = resolved
+		}
+		monkey = &chaos{bin: abs, begin: begin}
+		window := time.Duration(float64(o.orders)/o.rate*float64(time.Second)) + o.timeout
+		monkeyDone.Add(1)
+		go func() { defer monkeyDone.Done(); monkey.run(o.faults, window) }()
+	}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / o.rate))
 	for i := range o.orders {
 		<-tick.C
@@ -238,6 +260,7 @@ func run(o options) error {
 		}
 	}
 	wg.Wait()
+	monkeyDone.Wait()
 	close(stopSampling)
 	<-sampled
 	observe()
@@ -262,7 +285,15 @@ func run(o options) error {
 		return err
 	}
 	states, hist := filepath.Join(o.out, "orders-by-state.png"), filepath.Join(o.out, "lateness.png")
-	if err := plotStates(samples, states); err != nil {
+	var faults []fault
+	if monkey != nil {
+		faults = monkey.report()
+		fmt.Printf("faults injected     %d\n", len(faults))
+		for _, f := range faults {
+			fmt.Printf("   at %6.1fs for %5.1fs  %s\n", f.at.Seconds(), f.dur.Seconds(), f.what)
+		}
+	}
+	if err := plotStates(samples, faults, states); err != nil {
 		return err
 	}
 	if err := plotLateness(lateness, hist); err != nil {

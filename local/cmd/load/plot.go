@@ -9,10 +9,38 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// plotStates draws orders by state over time.
-func plotStates(samples []sample, path string) error {
+// plotStates draws orders by state over time, with the injected faults
+// marked (a grey band from start to end, labelled).
+func plotStates(samples []sample, faults []fault, path string) error {
 	p := plot.New()
 	p.Title.Text = "Orders by state"
+	if len(faults) > 0 {
+		p.Title.Text = "Orders by state, with the faults injected"
+	}
+	top := 1
+	for _, s := range samples {
+		top = max(top, s.unpaid, s.paid, s.cancels)
+	}
+	var labels plotter.XYLabels
+	for i, f := range faults {
+		x0, x1 := f.at.Seconds(), (f.at + max(f.dur, 300*time.Millisecond)).Seconds()
+		band, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: 0}, {X: x1, Y: 0}, {X: x1, Y: float64(top)}, {X: x0, Y: float64(top)}})
+		if err != nil {
+			return err
+		}
+		band.Color = color.RGBA{R: 225, G: 225, B: 232, A: 255}
+		band.LineStyle.Width = 0
+		p.Add(band)
+		labels.XYs = append(labels.XYs, plotter.XY{X: x0, Y: float64(top) * (0.95 - 0.07*float64(i%4))})
+		labels.Labels = append(labels.Labels, f.what)
+	}
+	if len(faults) > 0 {
+		l, err := plotter.NewLabels(labels)
+		if err != nil {
+			return err
+		}
+		p.Add(l)
+	}
 	p.X.Label.Text = "seconds since the first create"
 	p.Y.Label.Text = "orders"
 	series := []struct {
@@ -39,7 +67,7 @@ func plotStates(samples []sample, path string) error {
 		p.Legend.Add(s.name, line)
 	}
 	p.Legend.Top = true
-	p.Legend.Left = true
+	p.Legend.Left = len(faults) == 0
 	p.Add(plotter.NewGrid())
 	return p.Save(8*vg.Inch, 4.5*vg.Inch, path)
 }

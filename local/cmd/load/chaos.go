@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// fault is one injected failure: when it started (since the first create),
+// how long it lasted, what it was.
+type fault struct {
+	at, dur time.Duration
+	what    string
+}
+
+// chaos injects failures into the processes `make run` started (found by
+// their binaries under .run/bin) and into the machine's RabbitMQ, one at a
+// time, at random moments: kill -9 of the relay, kill -9 of a function,
+// RabbitMQ's app stopped for ~10 s, the relay frozen (SIGSTOP) for ~20 s.
+// make run starts what was killed again; nothing may be lost.
+type chaos struct {
+	bin   string // .run/bin, absolute
+	begin time.Time
+
+	mu     sync.Mutex
+	faults []fault
+}
+
+// kinds are the faults, in the order they are shuffled from.
+var kinds = []string{"kill -9 relay", "kill -9 function", "RabbitMQ stop_app 10s", "relay SIGSTOP 20s"}
+
+// run injects n faults (each kind once before any repeats) spread over
+// window, and returns when the last is over.
+func (c *chaos) run(n int, window time.Duration) {
+	order := rand.Perm(len(kinds))
+	slot := window / time.Duration(n+1)
+	for i := range n {
+		time.Sleep(slot/2 + rand.N(slot/2+1))
+		what := kinds[order[i%len(kinds)]]
+		at := time.Since(c.begin)
+		dur, err := c.inject(what)
+		if err != nil {
+			what += " (failed: " + err.Error() + ")"
+		}
+		c.mu.Lock()
+		c.faults = append(c.faults, fault{at: at, dur: dur, what: what})
+		c.mu.Unlock()
+		fmt.Printf("\n   %5.1fs  fault: %s\n", at.Seconds(), what)
+	}
+}
+
+func (c *chaos) inject(what string) (time.Duration, error) {
+	start := time.Now()
+	switch what {
+	case "kill -9 relay":
+		return 0, c.signal("relay", "", syscall.SIGKILL)
+	case "kill -9 function":
+		fns := []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"}
+		return 0, c.signal("function", fns[rand.IntN(len(fns))], syscall.SIGKILL)
+	case "RabbitMQ stop_app 10s":
+		if out, err := exec.Command("rabbitmqctl", "-q", "stop_app").CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("%v %s", err, out)
+		}
+		time.Sleep(10 * time.Second)
+		if out, err := exec.Command("rabbitmqctl", "-q", "start_app").CombinedOutput(); err != nil {
+			return time.Since(start), fmt.Errorf("start_app: %v %s", err, out)
+		}
+		return time.Since(start), nil
+	case "relay SIGSTOP 20s":
+		if err := c.signal("relay", "", syscall.SIGSTOP); err != nil {
+			return 0, err
+		}
+		time.Sleep(20 * time.Second)
+		return time.Since(start), c.signal("relay", "", syscall.SIGCONT)
+	}
+	return 0, fmt.Errorf("unknown fault %q", what)
+}
+
+// signal sends sig to the process running bin/name (with FUNCTION_TARGET
+// target, when given).
+func (c *chaos) signal(name, target string, sig syscall.Signal) error {
+	want := filepath.Join(c.bin, name)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || exe != want {
+			continue
+		}
+		if target != "" {
+			env, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if !strings.Contains("\x00"+string(env)+"\x00", "\x00FUNCTION_TARGET="+target+"\x00") {
+				continue
+			}
+		}
+		return syscall.Kill(pid, sig)
+	}
+	return errors.New("no " + strings.TrimSpace(name+" "+target) + " process of this run")
+}
+
+func (c *chaos) report() []fault {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]fault(nil), c.faults...)
+}
