@@ -23,6 +23,7 @@ type Env struct {
 	UserSecret     string
 	InternalSecret string
 	URL            map[string]string // by entry point, e.g. URL["CreateOrder"]
+	ClusterNodes   []string          // with RABBITMQ_CLUSTER: each node's name=pidfile
 	client         *http.Client
 }
 
@@ -49,6 +50,8 @@ func Load(path string) (*Env, error) {
 			e.UserSecret = v
 		case k == "INTERNAL_SHARED_SECRET":
 			e.InternalSecret = v
+		case k == "RABBITMQ_CLUSTER_NODES" && v != "":
+			e.ClusterNodes = strings.Split(v, ",")
 		case strings.HasPrefix(k, "URL_"):
 			for _, name := range []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"} {
 				if strings.ToUpper(name) == strings.TrimPrefix(k, "URL_") {

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -37,7 +35,7 @@ func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
 	}
 	var last error
 	for range 3 {
-		port, err := freePort()
+		port, err := proc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -52,17 +50,6 @@ func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
 		p.Stop(5 * time.Second)
 	}
 	return nil, fmt.Errorf("the Firestore emulator did not start: %w", last)
-}
-
-func freePort() (int, error) {
-	for range 200 {
-		p := 20000 + rand.IntN(12000)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			l.Close()
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port in 20000-31999")
 }
 
 // Ready waits until the emulator at host answers "Ok", for at most within,

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -155,4 +157,18 @@ func (g *Group) Keep(ctx context.Context, say func(string), label string, out io
 		}
 	}()
 	return p, nil
+}
+
+// FreePort returns a free loopback TCP port in 20000–31999, below Linux's
+// ephemeral range, so no listener on port 0 elsewhere takes it before its
+// user binds it.
+func FreePort() (int, error) {
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port in 20000-31999")
 }

@@ -1,221 +1,23 @@
 package testenv
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/rabbitcluster"
 )
 
-// Cluster is a RabbitMQ cluster of its own on this machine: nodes with
-// their own names, AMQP and distribution ports, data, log, pid and config
-// files, joined with each other (never with the machine's own node, which
-// every other test uses). It shares the machine's Erlang cookie and epmd.
-type Cluster struct {
-	Nodes []*Node
-	dir   string
-}
-
-// Node is one node of a Cluster.
-type Node struct {
-	Name string // rabbit name, e.g. otc0-ab12@localhost
-	Port int    // AMQP, on 127.0.0.1
-	URL  string
-	dir  string
-	env  []string
-}
-
-// StartCluster starts n nodes, joins them into one cluster and returns it;
-// when tb ends every node is stopped (killed if it does not stop) and its
-// files removed, whatever the test did. A node that cannot start fails tb.
-func StartCluster(tb testing.TB, n int) *Cluster {
+// StartCluster starts an n-node RabbitMQ cluster of its own (never joined
+// with the machine's node, which every other test uses); when tb ends every
+// node is stopped (killed if it does not stop) and its files removed,
+// whatever the test did. A node that cannot start fails tb.
+func StartCluster(tb testing.TB, n int) *rabbitcluster.Cluster {
 	tb.Helper()
-	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
-		tb.Fatal("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+	c, err := rabbitcluster.Start(n, StablePort)
+	if c != nil {
+		tb.Cleanup(c.Stop)
 	}
-	dir, err := os.MkdirTemp("", "ot-cluster-")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := &Cluster{dir: dir}
-	tb.Cleanup(c.stop)
-	tag := strings.TrimPrefix(UniqueName(""), "-")[:6]
-	for i := range n {
-		port, err := StablePort()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		dist, err := StablePort()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		nd := &Node{Name: fmt.Sprintf("otc%d-%s@localhost", i, tag), Port: port, dir: filepath.Join(dir, strconv.Itoa(i))}
-		nd.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
-		for _, d := range []string{"mnesia", "log"} {
-			if err := os.MkdirAll(filepath.Join(nd.dir, d), 0o755); err != nil {
-				tb.Fatal(err)
-			}
-		}
-		conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", port)
-		if err := os.WriteFile(filepath.Join(nd.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(nd.dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		nd.env = append(os.Environ(),
-			"RABBITMQ_NODENAME="+nd.Name,
-			fmt.Sprintf("RABBITMQ_DIST_PORT=%d", dist),
-			"RABBITMQ_MNESIA_BASE="+filepath.Join(nd.dir, "mnesia"),
-			"RABBITMQ_LOG_BASE="+filepath.Join(nd.dir, "log"),
-			"RABBITMQ_PID_FILE="+filepath.Join(nd.dir, "pid"),
-			"RABBITMQ_CONFIG_FILE="+filepath.Join(nd.dir, "rabbitmq.conf"),
-			"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(nd.dir, "enabled_plugins"),
-		)
-		c.Nodes = append(c.Nodes, nd)
-	}
-	if out, err := exec.Command("chown", "-R", "rabbitmq:rabbitmq", dir).CombinedOutput(); err != nil {
-		tb.Fatalf("chown %s: %v %s", dir, err, out)
-	}
-	for _, nd := range c.Nodes {
-		cmd := exec.Command("rabbitmq-server", "-detached")
-		cmd.Env = nd.env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tb.Fatalf("start %s: %v\n%s", nd.Name, err, out)
-		}
-	}
-	for i, nd := range c.Nodes {
-		if err := nd.awaitStartup(2 * time.Minute); err != nil {
-			tb.Fatalf("%s did not start: %v (log: %s)", nd.Name, err, nd.log())
-		}
-		if i == 0 {
-			continue
-		}
-		for _, args := range [][]string{{"stop_app"}, {"join_cluster", c.Nodes[0].Name}, {"start_app"}} {
-			if out, err := nd.ctl(time.Minute, args...); err != nil {
-				tb.Fatalf("%s %v: %v\n%s", nd.Name, args, err, out)
-			}
-		}
-	}
 	return c
-}
-
-// URLs is every node's URL, comma-separated, as AMQP_URL takes them.
-func (c *Cluster) URLs() string {
-	var us []string
-	for _, nd := range c.Nodes {
-		us = append(us, nd.URL)
-	}
-	return strings.Join(us, ",")
-}
-
-// Ctl runs rabbitmqctl against any node that answers.
-func (c *Cluster) Ctl(args ...string) (string, error) {
-	var last error
-	for _, nd := range c.Nodes {
-		out, err := nd.ctl(30*time.Second, args...)
-		if err == nil {
-			return out, nil
-		}
-		last = fmt.Errorf("%v: %s", err, out)
-	}
-	return "", last
-}
-
-// Node returns the node named name.
-func (c *Cluster) Node(name string) *Node {
-	for _, nd := range c.Nodes {
-		if nd.Name == name {
-			return nd
-		}
-	}
-	return nil
-}
-
-// Leader is the node that leads quorum queue q.
-func (c *Cluster) Leader(q string) (*Node, error) {
-	out, err := c.Ctl("-q", "list_queues", "name", "leader", "--no-table-headers")
-	if err != nil {
-		return nil, err
-	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == q {
-			if nd := c.Node(f[1]); nd != nil {
-				return nd, nil
-			}
-			return nil, fmt.Errorf("queue %s led by %s, not a node of this cluster", q, f[1])
-		}
-	}
-	return nil, fmt.Errorf("no queue %s in:\n%s", q, out)
-}
-
-func (nd *Node) ctl(within time.Duration, args ...string) (string, error) {
-	cmd := exec.Command("rabbitmqctl", append([]string{"-n", nd.Name, "--timeout", strconv.Itoa(int(within / time.Second))}, args...)...)
-	cmd.Env = nd.env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// awaitStartup waits until the node is up: await_startup fails at once
-// while the node has not registered with epmd yet, so it is retried.
-func (nd *Node) awaitStartup(within time.Duration) error {
-	end := time.Now().Add(within)
-	for {
-		out, err := nd.ctl(30*time.Second, "await_startup")
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(end) {
-			return fmt.Errorf("%v: %s", err, out)
-		}
-		time.Sleep(time.Second)
-	}
-}
-
-// log is the tail of the node's log, for a failure message.
-func (nd *Node) log() string {
-	b, _ := os.ReadFile(filepath.Join(nd.dir, "log", nd.Name+".log"))
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
-func (nd *Node) pid() int {
-	b, err := os.ReadFile(filepath.Join(nd.dir, "pid"))
-	if err != nil {
-		return 0
-	}
-	p, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return p
-}
-
-// Kill kills the node's Erlang VM with SIGKILL, as a machine that dies.
-func (nd *Node) Kill() error {
-	p := nd.pid()
-	if p <= 0 {
-		return fmt.Errorf("%s: no pid", nd.Name)
-	}
-	return syscall.Kill(p, syscall.SIGKILL)
-}
-
-// stop stops every node (SIGKILL for one that does not stop within 30 s)
-// and removes the cluster's files.
-func (c *Cluster) stop() {
-	for _, nd := range c.Nodes {
-		p := nd.pid()
-		if _, err := nd.ctl(30*time.Second, "stop"); err != nil && p > 0 {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-		}
-		for i := 0; p > 0 && i < 100 && syscall.Kill(p, 0) == nil; i++ {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	_ = os.RemoveAll(c.dir)
 }

@@ -29,6 +29,10 @@ type fault struct {
 type chaos struct {
 	bin   string // .run/bin, absolute
 	begin time.Time
+	// nodes are the cluster's name=pidfile when `make run` runs one
+	// (RABBITMQ_CLUSTER); then a node is killed too, and stop_app stops
+	// another node's app.
+	nodes []string
 
 	mu     sync.Mutex
 	faults []fault
@@ -37,9 +41,16 @@ type chaos struct {
 // kinds are the faults, in the order they are shuffled from.
 var kinds = []string{"kill -9 relay", "kill -9 function", "RabbitMQ stop_app 10s", "relay SIGSTOP 20s"}
 
+// nodeKill is the cluster-mode fault.
+const nodeKill = "kill -9 a broker node"
+
 // run injects n faults (each kind once before any repeats) spread over
 // window, and returns when the last is over.
 func (c *chaos) run(n int, window time.Duration) {
+	kinds := kinds
+	if len(c.nodes) > 1 {
+		kinds = append(kinds[:len(kinds):len(kinds)], nodeKill)
+	}
 	order := rand.Perm(len(kinds))
 	slot := window / time.Duration(n+1)
 	for i := range n {
@@ -66,14 +77,35 @@ func (c *chaos) inject(what string) (time.Duration, error) {
 		fns := []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"}
 		return 0, c.signal("function", fns[rand.IntN(len(fns))], syscall.SIGKILL)
 	case "RabbitMQ stop_app 10s":
-		if out, err := exec.Command("rabbitmqctl", "-q", "stop_app").CombinedOutput(); err != nil {
+		ctl := []string{"-q"}
+		if len(c.nodes) > 1 {
+			name, _, _ := strings.Cut(c.nodes[1], "=") // never the node nodeKill kills
+			ctl = append(ctl, "-n", name)
+		}
+		if out, err := exec.Command("rabbitmqctl", append(ctl, "stop_app")...).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("%v %s", err, out)
 		}
 		time.Sleep(10 * time.Second)
-		if out, err := exec.Command("rabbitmqctl", "-q", "start_app").CombinedOutput(); err != nil {
+		if out, err := exec.Command("rabbitmqctl", append(ctl, "start_app")...).CombinedOutput(); err != nil {
 			return time.Since(start), fmt.Errorf("start_app: %v %s", err, out)
 		}
 		return time.Since(start), nil
+	case nodeKill:
+		// The last node, once: killing a second would leave the cluster
+		// without a quorum for good.
+		_, pidFile, _ := strings.Cut(c.nodes[len(c.nodes)-1], "=")
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return 0, err
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return 0, err
+		}
+		if syscall.Kill(pid, 0) != nil {
+			return 0, errors.New("that node is dead already")
+		}
+		return 0, syscall.Kill(pid, syscall.SIGKILL)
 	case "relay SIGSTOP 20s":
 		if err := c.signal("relay", "", syscall.SIGSTOP); err != nil {
 			return 0, err

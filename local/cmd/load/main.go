@@ -185,7 +185,7 @@ func run(o options) error {
 		if resolved, err := filepath.EvalSymlinks(abs); err == nil {
 			abs = resolved
 		}
-		monkey = &chaos{bin: abs, begin: begin}
+		monkey = &chaos{bin: abs, begin: begin, nodes: e.ClusterNodes}
 		window := time.Duration(float64(o.orders)/o.rate*float64(time.Second)) + o.timeout
 		monkeyDone.Add(1)
 		go func() { defer monkeyDone.Done(); monkey.run(o.faults, window) }()

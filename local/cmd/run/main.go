@@ -35,6 +35,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/emulator"
 	"github.com/ordertimeout/ordertimeout/shared/proc"
+	"github.com/ordertimeout/ordertimeout/shared/rabbitcluster"
 )
 
 // Local-only secrets: printed, never used outside this machine.
@@ -133,10 +134,14 @@ func run() error {
 	// Functions and the relay are kept running as Cloud Run keeps its
 	// instances: one that exits is started again (proc.Keep).
 	keepCtx, stopKeeping := context.WithCancel(ctx)
+	var cluster *rabbitcluster.Cluster // with RABBITMQ_CLUSTER: stopped after everything that uses it
 	defer func() {
 		stopKeeping()
 		fmt.Println("stopping every process…")
 		group.StopAll(10 * time.Second)
+		if cluster != nil {
+			cluster.Stop()
+		}
 		fmt.Println("stopped.")
 	}()
 	say := func(line string) { fmt.Println("↻", line) }
@@ -145,7 +150,24 @@ func run() error {
 	if amqpURL == "" {
 		amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
 	}
-	if err := ensureRabbit(amqpURL); err != nil {
+	var clusterNodes []string // name=pidfile, for the chaos run
+	if n := os.Getenv("RABBITMQ_CLUSTER"); n != "" {
+		// A cluster of our own instead of the machine's broker: the clients
+		// get every node's URL and move to a live one when theirs dies.
+		size, perr := strconv.Atoi(n)
+		if perr != nil || size < 1 || size > 5 {
+			return fmt.Errorf("RABBITMQ_CLUSTER=%q: want a node count from 1 to 5", n)
+		}
+		fmt.Printf("… starting a RabbitMQ cluster of %d nodes\n", size)
+		var err2 error
+		if cluster, err2 = rabbitcluster.Start(size, proc.FreePort); err2 != nil {
+			return err2
+		}
+		amqpURL = cluster.URLs()
+		for _, nd := range cluster.Nodes {
+			clusterNodes = append(clusterNodes, nd.Name+"="+nd.PIDFile())
+		}
+	} else if err := ensureRabbit(amqpURL); err != nil {
 		return err
 	}
 	fmt.Println("✓ RabbitMQ at", amqpURL)
@@ -202,7 +224,7 @@ func run() error {
 	// The demo and load commands read where everything is from here.
 	envFile := filepath.Join(dir, "env")
 	lines := append([]string{"FIRESTORE_EMULATOR_HOST=" + emu, "FIRESTORE_PROJECT_ID=" + project, "AUTH_HS256_SECRET=" + userSecret,
-		"INTERNAL_SHARED_SECRET=" + internalSecret, "AMQP_URL=" + amqpURL}, func() []string {
+		"INTERNAL_SHARED_SECRET=" + internalSecret, "AMQP_URL=" + amqpURL, "RABBITMQ_CLUSTER_NODES=" + strings.Join(clusterNodes, ",")}, func() []string {
 		var out []string
 		for _, f := range fns {
 			out = append(out, fmt.Sprintf("URL_%s=http://127.0.0.1:%d", strings.ToUpper(f.name), f.port))
