@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ordertimeout/ordertimeout/shared/broker"
 )
 
 // Environment variable names. terraform/ sets each one the code reads.
@@ -230,6 +232,11 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	if !validExporter(c.TraceExporter) {
 		errs = append(errs, fmt.Errorf("%s=%q: want none, stdout or gcp", EnvTraceExporter, c.TraceExporter))
 	}
+	if c.AMQPURL != "" {
+		if err := broker.CheckURLs(c.AMQPURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvAMQPURL, err))
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -329,6 +336,8 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 	}
 	if r.AMQPURL == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvAMQPURL))
+	} else if err := broker.CheckURLs(r.AMQPURL); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvAMQPURL, err))
 	}
 	if r.HTTPClient != "own" && r.HTTPClient != "net/http" {
 		errs = append(errs, fmt.Errorf("%s=%q: want own or net/http", EnvRelayHTTPClient, r.HTTPClient))

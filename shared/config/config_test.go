@@ -96,4 +96,13 @@ func TestLoadRelay(t *testing.T) {
 	if _, err := LoadRelay(lookup); err == nil || !strings.Contains(err.Error(), EnvAMQPURL) || !strings.Contains(err.Error(), EnvRelayConcurrency) {
 		t.Fatalf("err = %v", err)
 	}
+	// A list of brokers is read; a malformed entry is refused without its password.
+	lookup, _ = recorder(map[string]string{EnvAMQPURL: "amqp://u:secret@a:5672/,amqps://u:secret@b/", EnvRelayTarget: "http://t", EnvInternalSecret: strings.Repeat("i", 16)})
+	if _, err := LoadRelay(lookup); err != nil {
+		t.Fatalf("a list of brokers: %v", err)
+	}
+	lookup, _ = recorder(map[string]string{EnvAMQPURL: "amqp://u:secret@a/,http://u:secret@b/", EnvRelayTarget: "http://t", EnvInternalSecret: strings.Repeat("i", 16)})
+	if _, err := LoadRelay(lookup); err == nil || !strings.Contains(err.Error(), "broker URL 2 of 2") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("a malformed broker in the list: %v", err)
+	}
 }
