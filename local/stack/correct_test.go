@@ -16,6 +16,7 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/testenv"
@@ -29,7 +30,9 @@ import (
 // ordered, never lost).
 func TestHangUpsFailNoOtherCreate(t *testing.T) {
 	t.Parallel()
-	s := stack.Start(t, stack.Options{})
+	// A slow emulator under 120 creates at once must not time a patient
+	// create out: this test is about hang-ups, not about timeouts.
+	s := stack.Start(t, stack.Options{Configure: func(c *config.Config) { c.CallTimeout = 20 * time.Second }})
 	init := bigSeed(t, s, 40, 40)
 	// How long a create takes at this concurrency: the hang-ups are spread
 	// over all of it, so some land during the timer's publish.
