@@ -92,9 +92,21 @@ func startRun(t *testing.T) *started {
 	}
 	st := &started{cmd: cmd, ports: ports, root: root}
 	t.Cleanup(func() {
-		if !st.stopped {
+		if st.stopped {
+			return
+		}
+		// SIGTERM first: run stops its children (each in a process group
+		// of its own) and only then exits; a SIGKILL of run alone would
+		// orphan them, and their relay would declare the topology again
+		// after this test deleted it.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
+			<-done
 		}
 	})
 	out := &syncBuffer{} // written by the reader below, read here
