@@ -47,6 +47,23 @@ func Bearer(r *http.Request) string {
 	return ""
 }
 
+// User authenticates r's shopper: "Authorization: Bearer <token>", the
+// token verified by v, its sub a valid id.
+func User(ctx context.Context, v Users, r *http.Request) (string, error) {
+	tok := Bearer(r)
+	if tok == "" {
+		return "", fmt.Errorf("no bearer token: %w", domain.ErrUnauthenticated)
+	}
+	uid, err := v.Verify(ctx, tok)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", domain.ErrUnauthenticated, err)
+	}
+	if !domain.ValidID(uid) {
+		return "", fmt.Errorf("token sub %q is not a valid user id: %w", uid, domain.ErrUnauthenticated)
+	}
+	return uid, nil
+}
+
 // HS256 verifies HS256 tokens signed with a shared secret (local/test mode).
 type HS256 struct{ Secret []byte }
 

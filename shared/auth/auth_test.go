@@ -24,7 +24,6 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
-	"github.com/ordertimeout/ordertimeout/shared/httpx"
 )
 
 // keyServer publishes signing keys as Google does: a JWKS (Google ID
@@ -321,7 +320,7 @@ func TestFirebaseCases(t *testing.T) {
 		})
 	}
 	// Behind the HTTP check: a bad token is 401, never another status.
-	if _, err := httpx.User(request(mint(func(c jwt.MapClaims) { c["aud"] = "x" })), f); !errors.Is(err, domain.ErrUnauthenticated) {
+	if _, err := User(context.Background(), f, request(mint(func(c jwt.MapClaims) { c["aud"] = "x" }))); !errors.Is(err, domain.ErrUnauthenticated) {
 		t.Fatalf("User with a bad token: %v", err)
 	}
 	if hits := ks.hits.Load(); hits > 3 {

@@ -4,7 +4,6 @@
 package httpx
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 )
@@ -172,20 +172,15 @@ func PathID(r *http.Request, field string) (string, bool, error) {
 	return p, true, domain.CheckID(field, p)
 }
 
-// Users verifies a shopper's bearer token (auth.Users).
-type Users interface {
-	Verify(ctx context.Context, token string) (userID string, err error)
-}
-
 // UserFunc serves a shopper's request for user uid: the status and the
 // value to answer as JSON, or an error for the one mapper.
 type UserFunc func(r *http.Request, uid string) (int, any, error)
 
 // AsUser is the frame of a shopper's route: it authenticates the caller
-// (a bearer token whose sub is the user id), runs fn, and answers.
-func AsUser(users Users, fn UserFunc) http.HandlerFunc {
+// (auth.User), runs fn, and answers.
+func AsUser(users auth.Users, fn UserFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		uid, err := User(r, users)
+		uid, err := auth.User(r.Context(), users, r)
 		if err == nil {
 			var status int
 			var v any
@@ -196,23 +191,6 @@ func AsUser(users Users, fn UserFunc) http.HandlerFunc {
 		}
 		Error(w, r, err)
 	}
-}
-
-// User authenticates r's shopper: "Authorization: Bearer <token>", the
-// token verified by users, its sub a valid id.
-func User(r *http.Request, users Users) (string, error) {
-	h := r.Header.Get("Authorization")
-	if len(h) <= 7 || !strings.EqualFold(h[:7], "bearer ") {
-		return "", fmt.Errorf("no bearer token: %w", domain.ErrUnauthenticated)
-	}
-	uid, err := users.Verify(r.Context(), strings.TrimSpace(h[7:]))
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", domain.ErrUnauthenticated, err)
-	}
-	if !domain.ValidID(uid) {
-		return "", fmt.Errorf("token sub %q is not a valid user id: %w", uid, domain.ErrUnauthenticated)
-	}
-	return uid, nil
 }
 
 // Query returns r's query parameters: each one of allowed, each given at
