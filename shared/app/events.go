@@ -67,23 +67,8 @@ func refuseEvent(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, binding.ErrUnknownEncoding):
 		err = fmt.Errorf("not a CloudEvent: send ce-* headers (binary mode) or Content-Type application/cloudevents+json (structured mode): %w", httpx.ErrUnsupportedMedia)
 	default:
-		err = &invalidEvent{err}
+		// The answer carries the fixed message; the log, the SDK's detail.
+		err = fmt.Errorf("%w: %v", domain.Invalidf("not a valid CloudEvent (binary or structured mode, CloudEvents 1.0: id, source, specversion and type are required)"), err)
 	}
 	httpx.Error(w, r, err)
-}
-
-// invalidEvent is a request that is not a valid CloudEvent: 400 with a fixed
-// message; the SDK's detail stays in the log.
-type invalidEvent struct{ cause error }
-
-func (e *invalidEvent) Error() string { return "not a valid CloudEvent: " + e.cause.Error() }
-
-// As lets the one mapper answer it as a *domain.InvalidError with a fixed
-// message.
-func (e *invalidEvent) As(target any) bool {
-	if p, ok := target.(**domain.InvalidError); ok {
-		*p = &domain.InvalidError{Msg: "not a valid CloudEvent (binary or structured mode, CloudEvents 1.0: id, source, specversion and type are required)"}
-		return true
-	}
-	return false
 }
