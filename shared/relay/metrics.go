@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -41,10 +42,8 @@ var depthQueues = [...]string{"due", "retry", "dead"}
 
 // Depth returns the last depth read of queue ("due", "retry" or "dead").
 func (m *Metrics) Depth(queue string) int64 {
-	for i, q := range depthQueues {
-		if q == queue {
-			return m.depth[i].Load()
-		}
+	if i := slices.Index(depthQueues[:], queue); i >= 0 {
+		return m.depth[i].Load()
 	}
 	return 0
 }
@@ -52,19 +51,15 @@ func (m *Metrics) Depth(queue string) int64 {
 // Refused counts a delivery the target refused with a configuration
 // status (see refusalStatuses).
 func (m *Metrics) Refused(status int) {
-	for i, s := range refusalStatuses {
-		if s == status {
-			m.refusals[i].Add(1)
-		}
+	if i := slices.Index(refusalStatuses[:], status); i >= 0 {
+		m.refusals[i].Add(1)
 	}
 }
 
 // Refusals returns how many deliveries the target refused with status.
 func (m *Metrics) Refusals(status int) int64 {
-	for i, s := range refusalStatuses {
-		if s == status {
-			return m.refusals[i].Load()
-		}
+	if i := slices.Index(refusalStatuses[:], status); i >= 0 {
+		return m.refusals[i].Load()
 	}
 	return 0
 }

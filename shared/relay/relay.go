@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -754,14 +755,7 @@ var refusalStatuses = [...]int{
 	http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType,
 }
 
-func refusal(status int) bool {
-	for _, s := range refusalStatuses {
-		if s == status {
-			return true
-		}
-	}
-	return false
-}
+func refusal(status int) bool { return slices.Contains(refusalStatuses[:], status) }
 
 // immediatePause is the longest wait of an immediate retry.
 const immediatePause = 50 * time.Millisecond
