@@ -158,9 +158,6 @@ func (c *Cluster) Leader(q string) (*Node, error) {
 	return nil, fmt.Errorf("no queue %s in:\n%s", q, out)
 }
 
-// Ctl runs rabbitmqctl against this node.
-func (nd *Node) Ctl(args ...string) (string, error) { return nd.ctl(30*time.Second, args...) }
-
 func (nd *Node) ctl(within time.Duration, args ...string) (string, error) {
 	cmd := exec.Command("rabbitmqctl", append([]string{"-n", nd.Name, "--timeout", strconv.Itoa(int(within / time.Second))}, args...)...)
 	cmd.Env = nd.env
