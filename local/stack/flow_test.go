@@ -282,6 +282,22 @@ func TestIdempotencyKeyOneOrder(t *testing.T) {
 	if r := s.Call(http.MethodPost, s.URL(stack.CreateOrder)+"/", body, append(s.Bearer("bob"), "Idempotency-Key", "k-1")...); r.Status != 201 {
 		t.Fatalf("bob's key: %d %s", r.Status, r.Body)
 	}
+	// A create that failed frees its key: the same request with it, once it
+	// can succeed, creates the order.
+	big := map[string]any{"items": []map[string]any{{"itemId": "i2", "quantity": 5}}, "paymentTimeoutSeconds": 60}
+	retry := append(s.Bearer("alice"), "Idempotency-Key", "k-2")
+	if r := s.Call(http.MethodPost, s.URL(stack.CreateOrder)+"/", big, retry...); r.Status != http.StatusCreated {
+		t.Fatalf("first create with k-2: %d %s", r.Status, r.Body)
+	}
+	if r := s.Call(http.MethodPost, s.URL(stack.CreateOrder)+"/", big, append(s.Bearer("alice"), "Idempotency-Key", "k-3")...); r.Status != http.StatusConflict {
+		t.Fatalf("create beyond the stock: %d %s", r.Status, r.Body)
+	}
+	if err := seed.Apply(context.Background(), s.Store, seed.Data{Items: []seed.Item{{ItemID: "i2", Name: "Tea", PriceCents: 499, Stock: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Call(http.MethodPost, s.URL(stack.CreateOrder)+"/", big, append(s.Bearer("alice"), "Idempotency-Key", "k-3")...); r.Status != http.StatusCreated {
+		t.Fatalf("retry with the key of a failed create: %d %s, want 201", r.Status, r.Body)
+	}
 }
 
 func TestCreateFailuresLeaveNothing(t *testing.T) {

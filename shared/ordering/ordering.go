@@ -146,12 +146,14 @@ func (s *Service) NewCreate(userID string, wants []domain.Want, timeoutSeconds *
 func (s *Service) Create(ctx context.Context, req CreateRequest) (o domain.Order, created bool, err error) {
 	orderID := newOrderID()
 	if key := req.IdempotencyKey; key != "" {
-		lease, err := s.Keys.ClaimKey(ctx, req.UserID, key, requestHash(req.Wants, req.Timeout), orderID, s.now().Add(s.Settings.SagaBudget))
-		if err != nil {
+		// err is the named result throughout: the deferred settle below
+		// must see how the saga ended.
+		var lease domain.Lease
+		if lease, err = s.Keys.ClaimKey(ctx, req.UserID, key, requestHash(req.Wants, req.Timeout), orderID, s.now().Add(s.Settings.SagaBudget)); err != nil {
 			return domain.Order{}, false, err
 		}
 		if !lease.Owned {
-			o, err := s.existing(ctx, req.UserID, lease)
+			o, err = s.existing(ctx, req.UserID, lease)
 			return o, false, err
 		}
 		defer func() {
