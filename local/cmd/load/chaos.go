@@ -57,7 +57,10 @@ func (c *chaos) run(n int, window time.Duration) {
 		time.Sleep(slot/2 + rand.N(slot/2+1))
 		what := kinds[order[i%len(kinds)]]
 		at := time.Since(c.begin)
-		dur, err := c.inject(what)
+		dur, which, err := c.inject(what)
+		if which != "" {
+			what += " (" + which + ")"
+		}
 		if err != nil {
 			what += " (failed: " + err.Error() + ")"
 		}
@@ -68,14 +71,17 @@ func (c *chaos) run(n int, window time.Duration) {
 	}
 }
 
-func (c *chaos) inject(what string) (time.Duration, error) {
+// inject runs one fault and returns how long it lasted and, for a function
+// kill, which function.
+func (c *chaos) inject(what string) (time.Duration, string, error) {
 	start := time.Now()
 	switch what {
 	case "kill -9 relay":
-		return 0, c.signal("relay", "", syscall.SIGKILL)
+		return 0, "", c.signal("relay", "", syscall.SIGKILL)
 	case "kill -9 function":
 		fns := []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"}
-		return 0, c.signal("function", fns[rand.IntN(len(fns))], syscall.SIGKILL)
+		fn := fns[rand.IntN(len(fns))]
+		return 0, fn, c.signal("function", fn, syscall.SIGKILL)
 	case "RabbitMQ stop_app 10s":
 		ctl := []string{"-q"}
 		if len(c.nodes) > 1 {
@@ -83,37 +89,37 @@ func (c *chaos) inject(what string) (time.Duration, error) {
 			ctl = append(ctl, "-n", name)
 		}
 		if out, err := exec.Command("rabbitmqctl", append(ctl, "stop_app")...).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("%v %s", err, out)
+			return 0, "", fmt.Errorf("%v %s", err, out)
 		}
 		time.Sleep(10 * time.Second)
 		if out, err := exec.Command("rabbitmqctl", append(ctl, "start_app")...).CombinedOutput(); err != nil {
-			return time.Since(start), fmt.Errorf("start_app: %v %s", err, out)
+			return time.Since(start), "", fmt.Errorf("start_app: %v %s", err, out)
 		}
-		return time.Since(start), nil
+		return time.Since(start), "", nil
 	case nodeKill:
 		// The last node, once: killing a second would leave the cluster
 		// without a quorum for good.
 		_, pidFile, _ := strings.Cut(c.nodes[len(c.nodes)-1], "=")
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if syscall.Kill(pid, 0) != nil {
-			return 0, errors.New("that node is dead already")
+			return 0, "", errors.New("that node is dead already")
 		}
-		return 0, syscall.Kill(pid, syscall.SIGKILL)
+		return 0, "", syscall.Kill(pid, syscall.SIGKILL)
 	case "relay SIGSTOP 20s":
 		if err := c.signal("relay", "", syscall.SIGSTOP); err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		time.Sleep(20 * time.Second)
-		return time.Since(start), c.signal("relay", "", syscall.SIGCONT)
+		return time.Since(start), "", c.signal("relay", "", syscall.SIGCONT)
 	}
-	return 0, fmt.Errorf("unknown fault %q", what)
+	return 0, "", fmt.Errorf("unknown fault %q", what)
 }
 
 // signal sends sig to the process running bin/name (with FUNCTION_TARGET
