@@ -33,7 +33,7 @@ import (
 type options struct {
 	orders, users, items, parallel int
 	rate, payFraction, cancelFrac  float64
-	timeout, grace                 time.Duration
+	timeout, grace, settle         time.Duration
 	out, env                       string
 	chaos                          bool
 	faults                         int
@@ -268,14 +268,14 @@ func run(o options) error {
 	// A create cut off mid-saga (its function killed) leaves a reservation
 	// that the sweeper releases only after SWEEP_SAGA_BUDGET, at its next
 	// run: until then the stock it holds is not yet back. So the check is
-	// repeated until it holds, or until grace has passed since the last
+	// repeated until it holds, or until settle has passed since the last
 	// deadline, whichever comes first; what is still wrong then is reported.
 	var res invariant.Result
 	for {
 		if res, err = invariant.Check(ctx, st, init, time.Now(), o.grace); err != nil {
 			return err
 		}
-		if res.OK() || time.Now().After(lastDeadline.Add(o.grace)) {
+		if res.OK() || time.Now().After(lastDeadline.Add(max(o.settle, o.grace))) {
 			break
 		}
 		time.Sleep(2 * time.Second)
