@@ -7,10 +7,10 @@ PKGS ?= ./...
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
 ## is unset) and the real RabbitMQ at AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).
-## The broker-outage tests stop RabbitMQ's app, so they run alone afterwards.
+## The broker-outage tests stop RabbitMQ's app, and the node-loss tests run a cluster of their own: both run alone afterwards.
 test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run Outage ./shared/relay/ ./local/stack/ ./local/cmd/run/
+	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run 'Outage|NodeLoss' ./shared/relay/ ./local/stack/ ./local/cmd/run/
 
 ## check: formatting (Go and terraform), vet and module tidiness leave no diff.
 check:

@@ -1,3 +1,5 @@
+//go:build outage
+
 package stack_test
 
 import (
