@@ -36,7 +36,9 @@ func (r Result) String() string {
 }
 
 // Check verifies, at now, with grace after deadlines:
-//   - every item: initial stock = stock + Σ quantities of UNPAID and PAID orders;
+//   - every item: initial stock = stock (Σ over its shards) + Σ quantities of
+//     UNPAID and PAID orders = stock + Σ quantities of live (not RESTORED)
+//     reservations, and no shard below zero;
 //   - every user: initial balance = balance + Σ amounts of SUCCESS pay orders;
 //   - no order is both paid and cancelled; no SUCCESS pay order belongs to a
 //     CANCELLED order; every PAID order has a SUCCESS pay order;
@@ -96,18 +98,38 @@ func Check(ctx context.Context, s *store.Store, init Initial, now time.Time, gra
 			bad("order %s is UNPAID %v after its deadline", o.ID, now.Sub(o.Deadline).Round(time.Millisecond))
 		}
 	}
+	live := map[string]int64{}
 	for _, r := range reservations {
 		if r.State == domain.Reserved {
 			bad("reservation %s still waits for its order (created %v)", r.OrderID, r.CreatedAt)
+		}
+		if r.State != domain.Restored {
+			for _, l := range r.Lines {
+				live[l.ItemID] += l.Quantity
+			}
 		}
 	}
 	stockOf := map[string]int64{}
 	for _, it := range items {
 		stockOf[it.ID] = it.Stock
+		if it.Shards > 1 {
+			shards, err := s.ItemShards(ctx, it.ID)
+			if err != nil {
+				return res, err
+			}
+			for k, n := range shards {
+				if n < 0 {
+					bad("item %s: shard %d holds %d", it.ID, k, n)
+				}
+			}
+		}
 	}
 	for _, id := range sortedKeys(init.Stock) {
 		if got := stockOf[id] + held[id]; got != init.Stock[id] {
 			bad("item %s: stock %d + held by orders %d = %d, want %d", id, stockOf[id], held[id], got, init.Stock[id])
+		}
+		if got := stockOf[id] + live[id]; got != init.Stock[id] {
+			bad("item %s: stock %d + held by live reservations %d = %d, want %d", id, stockOf[id], live[id], got, init.Stock[id])
 		}
 	}
 	spent := map[string]int64{}

@@ -1,7 +1,7 @@
 // Package seed loads catalog items, wallets and carts from the contract's
 // JSON shape, replacing the documents the ids name:
 //
-//	{"items":[{"itemId","name","priceCents","stock"}],
+//	{"items":[{"itemId","name","priceCents","stock","shards"?}],
 //	 "wallets":[{"userId","balanceCents"}],
 //	 "carts":[{"userId","items":[{"itemId","quantity"}]}]}
 package seed
@@ -22,6 +22,9 @@ type Item struct {
 	Name       string `json:"name"`
 	PriceCents int64  `json:"priceCents"`
 	Stock      int64  `json:"stock"`
+	// Shards is how many documents hold the stock (optional; 1 by
+	// default): more spreads a popular item's orders (see README).
+	Shards int `json:"shards,omitempty"`
 }
 
 // Wallet is a user's balance.
@@ -71,6 +74,9 @@ func (d Data) Validate() error {
 			return domain.Invalidf("items[%d]: priceCents %d is over the limit of %d, above which an order of %d lines × %d units could overflow int64 cents",
 				i, it.PriceCents, int64(domain.MaxPriceCents), domain.MaxLinesPerOrder, domain.MaxQuantityPerRow)
 		}
+		if err := domain.CheckShards(fmt.Sprintf("items[%d]", i), it.Shards); err != nil {
+			return err
+		}
 		if it.Stock > domain.MaxStock {
 			return domain.Invalidf("items[%d]: stock %d is over the limit of %d", i, it.Stock, int64(domain.MaxStock))
 		}
@@ -109,7 +115,7 @@ func Apply(ctx context.Context, s *store.Store, d Data) error {
 		return err
 	}
 	for _, it := range d.Items {
-		if err := s.PutItem(ctx, domain.Item{ID: it.ItemID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock}); err != nil {
+		if err := s.PutItem(ctx, domain.Item{ID: it.ItemID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock, Shards: it.Shards}); err != nil {
 			return fmt.Errorf("item %s: %w", it.ItemID, err)
 		}
 	}

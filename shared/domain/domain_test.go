@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,12 +108,13 @@ func TestReserve(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := items()
-			lines, err := Reserve(m, tc.wants)
+			avail := map[string][]int64{"a": {m["a"].Stock}, "b": {m["b"].Stock}}
+			lines, _, err := Reserve(m, avail, tc.wants, identity)
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v, want %v", err, tc.err)
 			}
-			if m["a"].Stock != tc.stockA || m["b"].Stock != tc.stockB {
-				t.Fatalf("stock a=%d b=%d, want %d %d", m["a"].Stock, m["b"].Stock, tc.stockA, tc.stockB)
+			if avail["a"][0] != tc.stockA || avail["b"][0] != tc.stockB {
+				t.Fatalf("stock a=%d b=%d, want %d %d", avail["a"][0], avail["b"][0], tc.stockA, tc.stockB)
 			}
 			if err == nil && lines[0].PriceCents*lines[0].Quantity != tc.priceOf {
 				t.Fatalf("lines = %+v", lines)
@@ -121,14 +123,59 @@ func TestReserve(t *testing.T) {
 	}
 }
 
-func TestReservationRestoreOnce(t *testing.T) {
-	items := map[string]*Item{"a": {ID: "a", Stock: 0}}
-	r := Reservation{OrderID: "o", State: Reserved, Lines: []OrderLine{{ItemID: "a", Quantity: 3}}}
-	if c := r.Restore(items, t0); c != Applied || items["a"].Stock != 3 {
-		t.Fatalf("first restore %v stock %d", c, items["a"].Stock)
+func identity(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
 	}
-	if c := r.Restore(items, t0); c != NoOp || items["a"].Stock != 3 {
-		t.Fatalf("second restore %v stock %d", c, items["a"].Stock)
+	return out
+}
+
+// An order takes from the shards in the order given, spilling over to the
+// next when one runs short, and only where there is stock.
+func TestReserveSpillsOverShards(t *testing.T) {
+	items := map[string]*Item{"a": {ID: "a", PriceCents: 2, Shards: 4}}
+	avail := map[string][]int64{"a": {1, 0, 5, 2}}
+	reverse := func(n int) []int { return []int{3, 2, 1, 0}[:n] }
+	lines, takes, err := Reserve(items, avail, []Want{{"a", 6}}, reverse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Take{{"a", 3, 2}, {"a", 2, 4}}
+	if !slices.Equal(takes, want) || lines[0].Quantity != 6 || !slices.Equal(avail["a"], []int64{1, 0, 1, 0}) {
+		t.Fatalf("takes %v lines %v avail %v", takes, lines, avail["a"])
+	}
+	// 2 left in all: 3 is refused and nothing moves.
+	if _, _, err := Reserve(items, avail, []Want{{"a", 3}}, reverse); !errors.Is(err, ErrInsufficientStock) || !slices.Equal(avail["a"], []int64{1, 0, 1, 0}) {
+		t.Fatalf("err %v avail %v", err, avail["a"])
+	}
+}
+
+func TestSpreadAndShardFor(t *testing.T) {
+	if got := Spread(10, 4); !slices.Equal(got, []int64{3, 3, 2, 2}) {
+		t.Fatalf("Spread(10,4) = %v", got)
+	}
+	if got := Spread(5, 0); !slices.Equal(got, []int64{5}) {
+		t.Fatalf("Spread(5,0) = %v", got)
+	}
+	for _, c := range []struct{ rec, k, want int }{{5, 16, 5}, {5, 4, 1}, {5, 1, 0}, {0, 0, 0}} {
+		if got := ShardFor(c.rec, c.k); got != c.want {
+			t.Fatalf("ShardFor(%d,%d) = %d, want %d", c.rec, c.k, got, c.want)
+		}
+	}
+}
+
+func TestReservationRestoreOnce(t *testing.T) {
+	r := Reservation{OrderID: "o", State: Reserved, Lines: []OrderLine{{ItemID: "a", Quantity: 3}}}
+	if back, c := r.Restore(t0); c != Applied || !slices.Equal(back, []Take{{"a", 0, 3}}) {
+		t.Fatalf("first restore %v gives %v", c, back)
+	}
+	if back, c := r.Restore(t0); c != NoOp || back != nil {
+		t.Fatalf("second restore %v gives %v", c, back)
+	}
+	r = Reservation{OrderID: "o", State: Ordered, Lines: []OrderLine{{ItemID: "a", Quantity: 3}}, Takes: []Take{{"a", 7, 1}, {"a", 2, 2}}}
+	if back, _ := r.Restore(t0); !slices.Equal(back, r.Takes) {
+		t.Fatalf("sharded restore gives %v", back)
 	}
 }
 
@@ -241,7 +288,7 @@ func TestMoneyNeverWraps(t *testing.T) {
 		t.Fatal("the money bounds wrap themselves")
 	}
 	items := map[string]*Item{"a": {ID: "a", PriceCents: big, Stock: 10}}
-	if _, err := Reserve(items, []Want{{"a", 3}}); !errors.Is(err, ErrAmountOverflow) || items["a"].Stock != 10 {
+	if _, _, err := Reserve(items, map[string][]int64{"a": {10}}, []Want{{"a", 3}}, identity); !errors.Is(err, ErrAmountOverflow) || items["a"].Stock != 10 {
 		t.Fatalf("Reserve of an overflowing order: %v, stock %d", err, items["a"].Stock)
 	}
 	if _, err := NewOrder("o", "u", []OrderLine{{"a", 3, big}}, t0, t0); !errors.Is(err, ErrAmountOverflow) {

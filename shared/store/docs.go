@@ -49,22 +49,43 @@ func unts(t *time.Time) time.Time {
 type itemDoc struct {
 	Name       string `firestore:"name"`
 	PriceCents int64  `firestore:"priceCents"`
-	Stock      int64  `firestore:"stock"`
+	Stock      int64  `firestore:"stock"`            // K = 1: the stock; K > 1: 0
+	Shards     int    `firestore:"shards,omitempty"` // K; absent: 1
+}
+
+// shardDoc is one shard of an item's stock (items/{id}/shards/{k}).
+type shardDoc struct {
+	Stock int64 `firestore:"stock"`
+}
+
+type takeDoc struct {
+	ItemID   string `firestore:"itemId"`
+	Shard    int    `firestore:"shard"`
+	Quantity int64  `firestore:"quantity"`
 }
 
 type reservationDoc struct {
 	Lines      []lineDoc  `firestore:"lines"`
+	Takes      []takeDoc  `firestore:"takes,omitempty"`
 	State      string     `firestore:"state"`
 	CreatedAt  time.Time  `firestore:"createdAt"`
 	RestoredAt *time.Time `firestore:"restoredAt,omitempty"`
 }
 
 func toReservationDoc(r domain.Reservation) reservationDoc {
-	return reservationDoc{Lines: toLineDocs(r.Lines), State: string(r.State), CreatedAt: r.CreatedAt.UTC(), RestoredAt: ts(r.RestoredAt)}
+	d := reservationDoc{Lines: toLineDocs(r.Lines), State: string(r.State), CreatedAt: r.CreatedAt.UTC(), RestoredAt: ts(r.RestoredAt)}
+	for _, t := range r.Takes {
+		d.Takes = append(d.Takes, takeDoc(t))
+	}
+	return d
 }
 
 func (d reservationDoc) domain(orderID string) domain.Reservation {
-	return domain.Reservation{OrderID: orderID, Lines: fromLineDocs(d.Lines), State: domain.ReservationState(d.State), CreatedAt: d.CreatedAt.UTC(), RestoredAt: unts(d.RestoredAt)}
+	r := domain.Reservation{OrderID: orderID, Lines: fromLineDocs(d.Lines), State: domain.ReservationState(d.State), CreatedAt: d.CreatedAt.UTC(), RestoredAt: unts(d.RestoredAt)}
+	for _, t := range d.Takes {
+		r.Takes = append(r.Takes, domain.Take(t))
+	}
+	return r
 }
 
 type orderDoc struct {

@@ -28,13 +28,31 @@ func readAll[T any](ctx context.Context, s *Store, col string, decode func(*fire
 	return out, nil
 }
 
-// AllItems reads every item.
+// AllItems reads every item, its stock summed over its shards.
 func (s *Store) AllItems(ctx context.Context) ([]domain.Item, error) {
-	return readAll(ctx, s, ColItems, func(d *firestore.DocumentSnapshot) (domain.Item, error) {
-		var it itemDoc
-		err := d.DataTo(&it)
-		return domain.Item{ID: d.Ref.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock}, err
-	})
+	items, err := readAll(ctx, s, ColItems, decodeItem)
+	if err != nil {
+		return nil, err
+	}
+	var sharded []string
+	for _, it := range items {
+		if it.Shards > 1 {
+			sharded = append(sharded, it.ID)
+		}
+	}
+	if len(sharded) == 0 {
+		return items, nil
+	}
+	views, _, err := s.readStock(ctx, sharded)
+	if err != nil {
+		return nil, err
+	}
+	for i, it := range items {
+		if v, ok := views[it.ID]; ok && it.Shards > 1 {
+			items[i].Stock = v.item.Stock
+		}
+	}
+	return items, nil
 }
 
 // AllOrders reads every order.

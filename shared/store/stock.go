@@ -3,129 +3,320 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
+	"strconv"
+	"time"
 
 	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
 
-// Item reads one catalog item.
-func (s *Store) Item(ctx context.Context, id string) (domain.Item, error) {
-	snap, err := s.c.Collection(ColItems).Doc(id).Get(ctx)
-	if notFound(err) {
-		return domain.Item{}, fmt.Errorf("item %q: %w", id, domain.ErrNotFound)
+// An item's stock lives in one document per shard: with K = 1 the item's
+// own `stock` field, with K > 1 the documents items/{id}/shards/0..K-1
+// (the item's own field is then 0). A reservation takes its units by
+// compare-and-set: it reads the shards outside any transaction, plans
+// which give what, and commits the new values together with the
+// reservation in one write-only transaction whose every shard write is
+// conditioned on the shard's update time. Nothing is locked while it
+// plans, so concurrent orders on one item never wait on each other's
+// locks (the cost of a read-then-write transaction on a hot document); a
+// commit that lost a race fails its precondition and is planned again
+// from a fresh read. Restores add units back with an increment, which
+// needs no read of the shard.
+
+func (s *Store) itemRef(id string) *firestore.DocumentRef { return s.c.Collection(ColItems).Doc(id) }
+
+// cellRef is the document holding shard k of an item with k shards.
+func (s *Store) cellRef(itemID string, k, shards int) *firestore.DocumentRef {
+	if shards <= 1 {
+		return s.itemRef(itemID)
 	}
-	if err != nil {
-		return domain.Item{}, classify(err)
-	}
+	return s.itemRef(itemID).Collection(ColShards).Doc(strconv.Itoa(k))
+}
+
+func decodeItem(snap *firestore.DocumentSnapshot) (domain.Item, error) {
 	var d itemDoc
 	if err := snap.DataTo(&d); err != nil {
-		return domain.Item{}, fmt.Errorf("decode item %q: %w", id, err)
+		return domain.Item{}, fmt.Errorf("decode item %q: %w", snap.Ref.ID, err)
 	}
-	return domain.Item{ID: id, Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock}, nil
+	return domain.Item{ID: snap.Ref.ID, Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock, Shards: max(d.Shards, 1)}, nil
 }
 
-// PutItem creates or replaces a catalog item (seeding).
-func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
-	_, err := s.c.Collection(ColItems).Doc(it.ID).Set(ctx, itemDoc{Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock})
-	return classify(err)
+// stockView is an item with each shard's stock and update time, as read
+// outside a transaction: what a compare-and-set plans from.
+type stockView struct {
+	item    domain.Item
+	refs    []*firestore.DocumentRef
+	avail   []int64
+	updated []time.Time
 }
 
-// getItems reads items by id inside a transaction. The ids are read in
-// sorted order, so concurrent transactions lock shared items in the same
-// order and cannot deadlock on each other.
-func (s *Store) getItems(t *firestore.Transaction, ids []string) (map[string]*domain.Item, error) {
-	ids = slices.Clone(ids)
-	slices.Sort(ids)
-	refs := make([]*firestore.DocumentRef, len(ids))
-	for i, id := range ids {
-		refs[i] = s.c.Collection(ColItems).Doc(id)
+// readStock reads items ids (absent ones are left out) and their shards,
+// in at most two round trips. extra documents are read in the first one;
+// their snapshots are returned in order.
+func (s *Store) readStock(ctx context.Context, ids []string, extra ...*firestore.DocumentRef) (map[string]*stockView, []*firestore.DocumentSnapshot, error) {
+	refs := slices.Clone(extra)
+	for _, id := range ids {
+		refs = append(refs, s.itemRef(id))
 	}
-	snaps, err := t.GetAll(refs)
+	snaps, err := s.c.GetAll(ctx, refs)
 	if err != nil {
-		return nil, err
+		return nil, nil, classify(err)
 	}
-	items := make(map[string]*domain.Item, len(ids))
-	for i, snap := range snaps {
+	views := make(map[string]*stockView, len(ids))
+	var shardRefs []*firestore.DocumentRef
+	for _, snap := range snaps[len(extra):] {
 		if !snap.Exists() {
 			continue
 		}
-		var d itemDoc
-		if err := snap.DataTo(&d); err != nil {
-			return nil, fmt.Errorf("decode item %q: %w", ids[i], err)
+		it, err := decodeItem(snap)
+		if err != nil {
+			return nil, nil, err
 		}
-		items[ids[i]] = &domain.Item{ID: ids[i], Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock}
+		v := &stockView{item: it}
+		views[it.ID] = v
+		s.shardsSeen.Store(it.ID, it.Shards)
+		if it.Shards == 1 {
+			v.refs, v.avail, v.updated = []*firestore.DocumentRef{snap.Ref}, []int64{it.Stock}, []time.Time{snap.UpdateTime}
+			continue
+		}
+		v.item.Stock = 0
+		for k := range it.Shards {
+			v.refs = append(v.refs, s.cellRef(it.ID, k, it.Shards))
+		}
+		shardRefs = append(shardRefs, v.refs...)
 	}
-	return items, nil
+	if len(shardRefs) == 0 {
+		return views, snaps[:len(extra)], nil
+	}
+	shardSnaps, err := s.c.GetAll(ctx, shardRefs)
+	if err != nil {
+		return nil, nil, classify(err)
+	}
+	byPath := make(map[string]*firestore.DocumentSnapshot, len(shardSnaps))
+	for _, snap := range shardSnaps {
+		byPath[snap.Ref.Path] = snap
+	}
+	for _, v := range views {
+		if v.item.Shards == 1 {
+			continue
+		}
+		v.avail, v.updated = make([]int64, len(v.refs)), make([]time.Time, len(v.refs))
+		for k, ref := range v.refs {
+			snap := byPath[ref.Path]
+			if snap == nil || !snap.Exists() {
+				continue // a re-seed is changing the layout: nothing to take here
+			}
+			var d shardDoc
+			if err := snap.DataTo(&d); err != nil {
+				return nil, nil, fmt.Errorf("decode shard %s: %w", ref.Path, err)
+			}
+			v.avail[k], v.updated[k] = d.Stock, snap.UpdateTime
+			v.item.Stock += d.Stock
+		}
+	}
+	return views, snaps[:len(extra)], nil
+}
+
+// Item reads one catalog item; its stock is the sum over its shards.
+func (s *Store) Item(ctx context.Context, id string) (domain.Item, error) {
+	views, _, err := s.readStock(ctx, []string{id})
+	if err != nil {
+		return domain.Item{}, err
+	}
+	v, ok := views[id]
+	if !ok {
+		return domain.Item{}, fmt.Errorf("item %q: %w", id, domain.ErrNotFound)
+	}
+	return v.item, nil
+}
+
+// ItemShards reads an item's stock shard by shard (tools and tests).
+func (s *Store) ItemShards(ctx context.Context, id string) ([]int64, error) {
+	views, _, err := s.readStock(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	v, ok := views[id]
+	if !ok {
+		return nil, fmt.Errorf("item %q: %w", id, domain.ErrNotFound)
+	}
+	return v.avail, nil
+}
+
+// PutItem creates or replaces a catalog item (seeding, restocking): its
+// stock is spread over its it.Shards shards (0 means 1), and shards an
+// earlier layout had beyond them are removed, all in one transaction.
+func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
+	if err := domain.CheckShards("shards", it.Shards); err != nil {
+		return err
+	}
+	k := it.ShardCount()
+	return s.tx(ctx, func(t *firestore.Transaction) error {
+		old := 1
+		snap, err := t.Get(s.itemRef(it.ID))
+		if err != nil && !notFound(err) {
+			return err
+		}
+		if snap.Exists() {
+			o, err := decodeItem(snap)
+			if err != nil {
+				return err
+			}
+			old = o.Shards
+		}
+		d := itemDoc{Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock}
+		if k > 1 {
+			d.Stock, d.Shards = 0, k
+			for i, n := range domain.Spread(it.Stock, k) {
+				if err := t.Set(s.cellRef(it.ID, i, k), shardDoc{Stock: n}); err != nil {
+					return err
+				}
+			}
+		}
+		// Shards the old layout had and the new one has not.
+		for i := range old {
+			if old > 1 && (k == 1 || i >= k) {
+				if err := t.Delete(s.cellRef(it.ID, i, old)); err != nil {
+					return err
+				}
+			}
+		}
+		return t.Set(s.itemRef(it.ID), d)
+	})
 }
 
 // Reserve deducts wants from stock for orderID, all or nothing, and records a
-// reservation with the catalog prices. It is idempotent per orderID: a second
-// call returns the first reservation's lines without taking more. If the
-// order's reservation was already restored (a compensation overtook this
-// deduct), it fails with domain.ErrOrderClosed and takes nothing.
+// reservation with the catalog prices and the shards it took from. It is
+// idempotent per orderID: a second call returns the first reservation's
+// lines without taking more. If the order's reservation was already
+// restored (a compensation overtook this deduct), it fails with
+// domain.ErrOrderClosed and takes nothing. An item without the stock is
+// refused (domain.ErrInsufficientStock) from a plain read, without a
+// transaction.
 func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
+	ids := make([]string, len(wants))
+	for i, w := range wants {
+		ids[i] = w.ItemID
+	}
+	// Within one process, orders for a one-document item queue for it
+	// rather than lose compare-and-sets to each other; sharded items need
+	// no queue.
 	keys := []string{"reservation/" + orderID}
-	for _, w := range wants {
-		keys = append(keys, "item/"+w.ItemID)
+	for _, id := range ids {
+		if k, ok := s.shardsSeen.Load(id); !ok || k.(int) == 1 {
+			keys = append(keys, "item/"+id)
+		}
 	}
 	unlock, err := s.locks.lock(ctx, keys...)
 	if err != nil {
 		return nil, fmt.Errorf("reserve stock for order %q: %w", orderID, err)
 	}
 	defer unlock()
-	var lines []domain.OrderLine
-	err = s.tx(ctx, func(t *firestore.Transaction) error {
-		resRef := s.c.Collection(ColReservations).Doc(orderID)
-		snap, err := t.Get(resRef)
-		if err != nil && !notFound(err) {
-			return err
-		}
-		if snap.Exists() {
-			var d reservationDoc
-			if err := snap.DataTo(&d); err != nil {
-				return fmt.Errorf("decode reservation %q: %w", orderID, err)
-			}
-			if d.State == string(domain.Restored) {
-				return fmt.Errorf("reservation for order %q was already given back: %w", orderID, domain.ErrOrderClosed)
-			}
-			lines = fromLineDocs(d.Lines)
-			return errNoChange
-		}
-		ids := make([]string, len(wants))
-		for i, w := range wants {
-			ids[i] = w.ItemID
-		}
-		items, err := s.getItems(t, ids)
-		if err != nil {
-			return err
-		}
-		for _, w := range wants {
-			if _, ok := items[w.ItemID]; !ok {
-				return fmt.Errorf("item %q: %w", w.ItemID, domain.ErrUnknownItem)
-			}
-		}
-		lines, err = domain.Reserve(items, wants)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if err := t.Update(s.c.Collection(ColItems).Doc(id), []firestore.Update{{Path: "stock", Value: items[id].Stock}}); err != nil {
-				return err
-			}
-		}
-		return t.Create(resRef, toReservationDoc(domain.Reservation{OrderID: orderID, Lines: lines, State: domain.Reserved, CreatedAt: s.now()}))
-	})
+	lines, err := s.reserve(ctx, orderID, ids, wants)
 	if err != nil {
 		return nil, fmt.Errorf("reserve stock for order %q: %w", orderID, err)
 	}
 	return lines, nil
 }
 
-// Restore gives back exactly what orderID's reservation took, at most once.
-// A restore for an order with no reservation leaves a RESTORED tombstone, so
-// a deduct that arrives later (a retried saga step) takes nothing.
+// maxReserveRounds bounds the compare-and-set rounds of one reservation;
+// in practice the caller's context ends first.
+const maxReserveRounds = 64
+
+func (s *Store) reserve(ctx context.Context, orderID string, ids []string, wants []domain.Want) ([]domain.OrderLine, error) {
+	resRef := s.c.Collection(ColReservations).Doc(orderID)
+	for round := 0; ; round++ {
+		views, extra, err := s.readStock(ctx, ids, resRef)
+		if err != nil {
+			return nil, err
+		}
+		if snap := extra[0]; snap.Exists() {
+			var d reservationDoc
+			if err := snap.DataTo(&d); err != nil {
+				return nil, fmt.Errorf("decode reservation %q: %w", orderID, err)
+			}
+			if d.State == string(domain.Restored) {
+				return nil, fmt.Errorf("reservation for order %q was already given back: %w", orderID, domain.ErrOrderClosed)
+			}
+			return fromLineDocs(d.Lines), nil
+		}
+		items := make(map[string]*domain.Item, len(views))
+		avail := make(map[string][]int64, len(views))
+		for id, v := range views {
+			items[id], avail[id] = &v.item, slices.Clone(v.avail)
+		}
+		for _, id := range ids {
+			if _, ok := items[id]; !ok {
+				return nil, fmt.Errorf("item %q: %w", id, domain.ErrUnknownItem)
+			}
+		}
+		lines, takes, err := domain.Reserve(items, avail, wants, rand.Perm)
+		if err != nil {
+			return nil, err
+		}
+		err = s.commitTakes(ctx, views, avail, takes, resRef, toReservationDoc(domain.Reservation{
+			OrderID: orderID, Lines: lines, Takes: takes, State: domain.Reserved, CreatedAt: s.now(),
+		}))
+		if err == nil {
+			return lines, nil
+		}
+		switch status.Code(err) {
+		case codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists:
+			// Another order took from a shard first (or a re-seed changed
+			// the layout, or a duplicate call created the reservation):
+			// read again and plan anew.
+			s.stats.conflicts.Add(1)
+		default:
+			return nil, err
+		}
+		if round+1 >= maxReserveRounds {
+			return nil, fmt.Errorf("%w: stock still contended after %d rounds", domain.ErrUnavailable, maxReserveRounds)
+		}
+		wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(round, 7), 100*time.Millisecond)) + 1))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", domain.ErrUnavailable, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// commitTakes writes the shards' new values, each conditioned on the update
+// time it was read at, and creates the reservation, atomically.
+func (s *Store) commitTakes(ctx context.Context, views map[string]*stockView, avail map[string][]int64, takes []domain.Take, resRef *firestore.DocumentRef, res reservationDoc) error {
+	type cell struct {
+		item  string
+		shard int
+	}
+	seen := map[cell]bool{}
+	return s.tx(ctx, func(t *firestore.Transaction) error {
+		clear(seen)
+		for _, tk := range takes {
+			c := cell{tk.ItemID, tk.Shard}
+			if seen[c] {
+				continue
+			}
+			seen[c] = true
+			v := views[tk.ItemID]
+			if err := t.Update(v.refs[tk.Shard], []firestore.Update{{Path: "stock", Value: avail[tk.ItemID][tk.Shard]}}, firestore.LastUpdateTime(v.updated[tk.Shard])); err != nil {
+				return err
+			}
+		}
+		return t.Create(resRef, res)
+	})
+}
+
+// Restore gives back exactly what orderID's reservation took, shard by
+// shard, at most once. A restore for an order with no reservation leaves a
+// RESTORED tombstone, so a deduct that arrives later (a retried saga step)
+// takes nothing. Units go back to the shard they came from, or, when a
+// re-seed changed the item's shard count meanwhile, to domain.ShardFor.
 //
 // With onlyIfNoOrder (saga compensation, orphan release) it gives nothing
 // back while an order with this id exists and is not cancelled, checked in
@@ -133,11 +324,13 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 // went through keeps its stock.
 func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool) (domain.Change, error) {
 	// Learn the items first (a reservation's lines never change), so the
-	// in-process locks cover them.
+	// in-process locks cover the one-document ones.
 	keys := []string{"reservation/" + orderID}
 	if r, err := s.Reservation(ctx, orderID); err == nil {
 		for _, l := range r.Lines {
-			keys = append(keys, "item/"+l.ItemID)
+			if k, ok := s.shardsSeen.Load(l.ItemID); !ok || k.(int) == 1 {
+				keys = append(keys, "item/"+l.ItemID)
+			}
 		}
 	}
 	unlock, err := s.locks.lock(ctx, keys...)
@@ -178,20 +371,30 @@ func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool)
 			return fmt.Errorf("decode reservation %q: %w", orderID, err)
 		}
 		r := d.domain(orderID)
-		if r.State == domain.Restored {
+		var takes []domain.Take
+		if takes, change = r.Restore(s.now()); change != domain.Applied {
 			return errNoChange
 		}
-		ids := make([]string, len(r.Lines))
-		for i, l := range r.Lines {
-			ids[i] = l.ItemID
-		}
-		items, err := s.getItems(t, ids)
+		// The items' layouts, read in the transaction so a re-seed cannot
+		// change them under it. The shards themselves are not read: an
+		// increment needs no read, and so takes no lock on them.
+		shards, err := s.layouts(t, takes)
 		if err != nil {
 			return err
 		}
-		change = r.Restore(items, s.now())
-		for id, it := range items {
-			if err := t.Update(s.c.Collection(ColItems).Doc(id), []firestore.Update{{Path: "stock", Value: it.Stock}}); err != nil {
+		back := map[string]int64{}
+		refs := map[string]*firestore.DocumentRef{}
+		for _, tk := range takes {
+			k, ok := shards[tk.ItemID]
+			if !ok {
+				continue // the item left the catalog
+			}
+			ref := s.cellRef(tk.ItemID, domain.ShardFor(tk.Shard, k), k)
+			back[ref.Path] += tk.Quantity
+			refs[ref.Path] = ref
+		}
+		for _, p := range slices.Sorted(maps.Keys(back)) {
+			if err := t.Update(refs[p], []firestore.Update{{Path: "stock", Value: firestore.Increment(back[p])}}); err != nil {
 				return err
 			}
 		}
@@ -201,6 +404,37 @@ func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool)
 		return domain.NoOp, fmt.Errorf("restore stock for order %q: %w", orderID, err)
 	}
 	return change, nil
+}
+
+// layouts reads, in t, the shard count of each item takes name (absent
+// items are left out).
+func (s *Store) layouts(t *firestore.Transaction, takes []domain.Take) (map[string]int, error) {
+	var ids []string
+	for _, tk := range takes {
+		ids = append(ids, tk.ItemID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	refs := make([]*firestore.DocumentRef, len(ids))
+	for i, id := range ids {
+		refs[i] = s.itemRef(id)
+	}
+	snaps, err := t.GetAll(refs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(ids))
+	for _, snap := range snaps {
+		if !snap.Exists() {
+			continue
+		}
+		it, err := decodeItem(snap)
+		if err != nil {
+			return nil, err
+		}
+		out[it.ID] = it.Shards
+	}
+	return out, nil
 }
 
 // Reservation reads orderID's reservation.

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -24,6 +26,8 @@ const (
 	ColPayOrders    = "payOrders"
 	ColWallets      = "wallets"
 	ColCarts        = "carts"
+	// ColShards is the subcollection of an item holding its stock shards.
+	ColShards = "shards"
 )
 
 // DefaultTxAttempts bounds how often one transaction is tried (the client's
@@ -43,6 +47,30 @@ type Store struct {
 	attempts int
 	now      func() time.Time
 	locks    keyLocks
+	// shardsSeen caches each item's shard count (item id → int) as last
+	// read; it only chooses whether in-process locks queue an item's
+	// orders, never what is taken.
+	shardsSeen sync.Map
+	stats      struct{ txRuns, conflicts, txRetries, slowCommits atomic.Int64 }
+}
+
+// Stats counts contention since the store was opened.
+type Stats struct {
+	// Transactions: read-write transactions run (each counted once).
+	Transactions int64
+	// StockConflicts: reservations planned again because another write
+	// reached a shard first (a compare-and-set lost).
+	StockConflicts int64
+	// TxRetries: transaction attempts after the first (ABORTED by contention).
+	TxRetries int64
+	// SlowCommits: transactions that took over a second (on the emulator, a
+	// lock wait on a contended document).
+	SlowCommits int64
+}
+
+// Stats returns the contention counts so far.
+func (s *Store) Stats() Stats {
+	return Stats{Transactions: s.stats.txRuns.Load(), StockConflicts: s.stats.conflicts.Load(), TxRetries: s.stats.txRetries.Load(), SlowCommits: s.stats.slowCommits.Load()}
 }
 
 // New opens a client for projectID (database "(default)"). With
@@ -70,10 +98,19 @@ var errNoChange = errors.New("no change")
 
 // tx runs f in a read-write transaction, retried on contention (ABORTED)
 // at most s.attempts times. f returning errNoChange ends it without writing.
+// Retries and slow commits are counted in Stats.
 func (s *Store) tx(ctx context.Context, f func(*firestore.Transaction) error) error {
+	s.stats.txRuns.Add(1)
+	start, attempts := time.Now(), 0
 	err := s.c.RunTransaction(ctx, func(_ context.Context, t *firestore.Transaction) error {
+		if attempts++; attempts > 1 {
+			s.stats.txRetries.Add(1)
+		}
 		return f(t)
 	}, firestore.MaxAttempts(s.attempts))
+	if time.Since(start) > time.Second {
+		s.stats.slowCommits.Add(1)
+	}
 	if errors.Is(err, errNoChange) {
 		return nil
 	}
