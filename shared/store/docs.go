@@ -70,10 +70,11 @@ type reservationDoc struct {
 	State      string     `firestore:"state"`
 	CreatedAt  time.Time  `firestore:"createdAt"`
 	RestoredAt *time.Time `firestore:"restoredAt,omitempty"`
+	SweepShard int        `firestore:"sweepShard"`
 }
 
 func toReservationDoc(r domain.Reservation) reservationDoc {
-	d := reservationDoc{Lines: toLineDocs(r.Lines), State: string(r.State), CreatedAt: r.CreatedAt.UTC(), RestoredAt: ts(r.RestoredAt)}
+	d := reservationDoc{Lines: toLineDocs(r.Lines), State: string(r.State), CreatedAt: r.CreatedAt.UTC(), RestoredAt: ts(r.RestoredAt), SweepShard: sweepShard(r.OrderID)}
 	for _, t := range r.Takes {
 		d.Takes = append(d.Takes, takeDoc(t))
 	}
@@ -98,13 +99,14 @@ type orderDoc struct {
 	PaidAt       *time.Time `firestore:"paidAt,omitempty"`
 	CancelledAt  *time.Time `firestore:"cancelledAt,omitempty"`
 	CancelReason string     `firestore:"cancelReason,omitempty"`
+	SweepShard   int        `firestore:"sweepShard"`
 }
 
 func toOrderDoc(o domain.Order) orderDoc {
 	return orderDoc{
 		UserID: o.UserID, Status: string(o.Status), Items: toLineDocs(o.Items), TotalCents: o.TotalCents,
 		Deadline: o.Deadline.UTC(), CreatedAt: o.CreatedAt.UTC(), PaidAt: ts(o.PaidAt), CancelledAt: ts(o.CancelledAt),
-		CancelReason: o.CancelReason,
+		CancelReason: o.CancelReason, SweepShard: sweepShard(o.ID),
 	}
 }
 

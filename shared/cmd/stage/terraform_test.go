@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -299,6 +300,28 @@ func TestTerraformMatchesCode(t *testing.T) {
 	}
 	if got, want := sortedSet(declared), sortedSet(queried); !slices.Equal(got, want) {
 		t.Errorf("terraform indexes %v, code queries %v", got, want)
+	}
+
+	// Single-field exemptions: every field the code writes, and the
+	// resource applies exactly that list with an empty index_config.
+	exempt := map[string][]string{}
+	for col, fields := range x.objectKeys(x.local("unindexed_fields")) {
+		tuple, ok := fields.(*hclsyntax.TupleConsExpr)
+		if !ok {
+			t.Fatalf("unindexed_fields.%s is not a list", col)
+		}
+		for _, f := range tuple.Exprs {
+			exempt[col] = append(exempt[col], x.literal(f))
+		}
+		exempt[col] = sortedSet(exempt[col])
+	}
+	if want := store.StoredFields(); !maps.EqualFunc(exempt, want, slices.Equal) {
+		t.Errorf("terraform exempts %v from single-field indexes, the code writes %v", exempt, want)
+	}
+	field := x.resource("google_firestore_field", "unindexed")
+	if !strings.Contains(x.text(field.Attributes["for_each"].Expr), "local.unindexed_fields") || len(field.Blocks) != 1 ||
+		field.Blocks[0].Type != "index_config" || len(field.Blocks[0].Body.Attributes)+len(field.Blocks[0].Body.Blocks) != 0 {
+		t.Errorf("google_firestore_field.unindexed does not apply an empty index_config to local.unindexed_fields")
 	}
 
 	// Invocation rights follow the edges: private functions grant run.invoker
