@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +63,11 @@ type Options struct {
 	// nodes); default the test machine's.
 	AMQPURL   string
 	Configure func(*config.Config)
+	// DeductStockInstances serves DeductStock's URL from this many
+	// instances (default 1), each with its own Firestore client and its own
+	// in-process locks, taking requests in turn, as Cloud Functions scales a
+	// busy function out. They contend only through Firestore.
+	DeductStockInstances int
 }
 
 // Stack is a running system.
@@ -70,6 +76,8 @@ type Stack struct {
 	Cfg        config.Config
 	Env        *app.Env
 	Store      *store.Store
+	// StockStores are the DeductStock instances' stores (Store is the first).
+	StockStores []*store.Store
 	Topology   broker.Topology
 	Publisher  *broker.Publisher
 	Relay      *relay.Relay
@@ -120,6 +128,17 @@ func (c crashAfterReserve) Reserve(ctx context.Context, orderID string, wants []
 		return nil, err
 	}
 	panic(http.ErrAbortHandler)
+}
+
+// roundRobin hands requests to hs in turn.
+func roundRobin(hs []http.Handler) http.Handler {
+	if len(hs) == 1 {
+		return hs[0]
+	}
+	var next atomic.Uint64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hs[(next.Add(1)-1)%uint64(len(hs))].ServeHTTP(w, r)
+	})
 }
 
 // dropper announces nothing and reports success: a lost announcement.
@@ -192,7 +211,20 @@ func Start(t testing.TB, opt Options) *Stack {
 	}
 	s.Sweeper = env.Sweeper()
 	wrap := func(name string, h http.Handler) http.Handler { return app.Serve(name, log, project, h) }
-	servers[DeductStock].handler = wrap(DeductStock, deductstock.New(env.Store, env.Internal))
+	s.StockStores = []*store.Store{env.Store}
+	for range max(opt.DeductStockInstances, 1) - 1 {
+		st, err := store.New(context.Background(), project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		s.StockStores = append(s.StockStores, st)
+	}
+	instances := make([]http.Handler, len(s.StockStores))
+	for i, st := range s.StockStores {
+		instances[i] = wrap(DeductStock, deductstock.New(st, env.Internal))
+	}
+	servers[DeductStock].handler = roundRobin(instances)
 	servers[ClearCart].handler = wrap(ClearCart, clearcart.New(env.Store, env.Users, env.Internal))
 	servers[Pay].handler = wrap(Pay, pay.New(env.Store, env.Users, env.Internal, announce))
 	servers[CreateOrder].handler = wrap(CreateOrder, createorder.New(svc, env.Users, env.Internal))
