@@ -72,17 +72,17 @@ type Options struct {
 
 // Stack is a running system.
 type Stack struct {
-	T          testing.TB
-	Cfg        config.Config
-	Env        *app.Env
-	Store      *store.Store
+	T     testing.TB
+	Cfg   config.Config
+	Env   *app.Env
+	Store *store.Store
 	// StockStores are the DeductStock instances' stores (Store is the first).
 	StockStores []*store.Store
-	Topology   broker.Topology
-	Publisher  *broker.Publisher
-	Relay      *relay.Relay
-	Sweeper    *sweeper.Sweeper
-	AuthSecret []byte
+	Topology    broker.Topology
+	Publisher   *broker.Publisher
+	Relay       *relay.Relay
+	Sweeper     *sweeper.Sweeper
+	AuthSecret  []byte
 
 	mu      sync.Mutex
 	servers map[string]*server

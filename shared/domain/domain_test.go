@@ -123,12 +123,14 @@ func TestReserve(t *testing.T) {
 	}
 }
 
-func identity(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
+func identity(string) func(int) []int {
+	return func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = i
+		}
+		return out
 	}
-	return out
 }
 
 // An order takes from the shards in the order given, spilling over to the
@@ -136,7 +138,7 @@ func identity(n int) []int {
 func TestReserveSpillsOverShards(t *testing.T) {
 	items := map[string]*Item{"a": {ID: "a", PriceCents: 2, Shards: 4}}
 	avail := map[string][]int64{"a": {1, 0, 5, 2}}
-	reverse := func(n int) []int { return []int{3, 2, 1, 0}[:n] }
+	reverse := func(string) func(int) []int { return func(n int) []int { return []int{3, 2, 1, 0}[:n] } }
 	lines, takes, err := Reserve(items, avail, []Want{{"a", 6}}, reverse)
 	if err != nil {
 		t.Fatal(err)

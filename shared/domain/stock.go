@@ -94,14 +94,14 @@ type Reservation struct {
 
 // Reserve plans taking wants from items, all or nothing. items must hold
 // every wanted item id (a missing one is ErrUnknownItem) and avail each
-// item's available stock per shard. order(n) gives the order in which an
-// item's n shards are tried (a random permutation spreads orders over
-// them); a want takes what it can from each in turn, spilling over to the
+// item's available stock per shard. order(itemID)(n) gives the order in
+// which the item's n shards are tried (a random permutation spreads orders
+// over them); a want takes what it can from each in turn, spilling over to the
 // next. A line or order total that does not fit in int64 cents is an
 // *InvalidError (ErrAmountOverflow). On success avail is reduced and the
 // priced lines (in the order of wants) and the takes are returned; on any
 // error nothing is taken.
-func Reserve(items map[string]*Item, avail map[string][]int64, wants []Want, order func(n int) []int) ([]OrderLine, []Take, error) {
+func Reserve(items map[string]*Item, avail map[string][]int64, wants []Want, order func(itemID string) func(n int) []int) ([]OrderLine, []Take, error) {
 	lines := make([]OrderLine, 0, len(wants))
 	for _, w := range wants {
 		it, ok := items[w.ItemID]
@@ -124,7 +124,7 @@ func Reserve(items map[string]*Item, avail map[string][]int64, wants []Want, ord
 	for _, w := range wants {
 		a := avail[w.ItemID]
 		need := w.Quantity
-		for _, k := range order(len(a)) {
+		for _, k := range order(w.ItemID)(len(a)) {
 			if need == 0 {
 				break
 			}

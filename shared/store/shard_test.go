@@ -206,3 +206,50 @@ func TestRestoreAfterReseed(t *testing.T) {
 		t.Fatal("a shard count over the limit was accepted")
 	}
 }
+
+// Orders batched together on a sharded item keep their single-order
+// outcomes: a repeated deduct (the same order twice in flight, from two
+// instances) takes once and both calls get the same lines; a deduct after
+// its order's restore takes nothing (ErrOrderClosed).
+func TestBatchedReservesKeepEachOrdersOutcome(t *testing.T) {
+	t.Parallel()
+	s, project := testenv.Store(t)
+	other := testenv.StoreOn(t, project)
+	ctx := ctxT(t)
+	if err := s.PutItem(ctx, domain.Item{ID: "x", Name: "X", PriceCents: 5, Stock: 100, Shards: 4}); err != nil {
+		t.Fatal(err)
+	}
+	mustItem(t, s, "x") // both instances now know the item is sharded
+	mustItem(t, other, "x")
+	if _, err := s.Restore(ctx, "closed", false); err != nil {
+		t.Fatal(err)
+	}
+	const orders = 15
+	var wg sync.WaitGroup
+	got := make([][2][]domain.OrderLine, orders)
+	for i := range orders {
+		for j, in := range []*store.Store{s, other} {
+			wg.Go(func() {
+				lines, err := in.Reserve(ctx, fmt.Sprintf("o%d", i), []domain.Want{{ItemID: "x", Quantity: 1}})
+				if err != nil {
+					t.Errorf("order %d call %d: %v", i, j, err)
+				}
+				got[i][j] = lines
+			})
+		}
+	}
+	var closedErr error
+	wg.Go(func() { _, closedErr = s.Reserve(ctx, "closed", []domain.Want{{ItemID: "x", Quantity: 1}}) })
+	wg.Wait()
+	if !errors.Is(closedErr, domain.ErrOrderClosed) {
+		t.Fatalf("deduct after restore: %v", closedErr)
+	}
+	for i, g := range got {
+		if !slices.Equal(g[0], g[1]) || len(g[0]) != 1 || g[0][0].PriceCents != 5 {
+			t.Fatalf("order %d: %v vs %v", i, g[0], g[1])
+		}
+	}
+	if st := mustItem(t, s, "x").Stock; st != 100-orders {
+		t.Fatalf("stock %d, want %d", st, 100-orders)
+	}
+}

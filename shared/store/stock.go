@@ -56,21 +56,36 @@ type stockView struct {
 	updated []time.Time
 }
 
-// readStock reads items ids (absent ones are left out) and their shards,
-// in at most two round trips. extra documents are read in the first one;
+// readStock reads items ids (absent ones are left out) and their shards.
+// The shards of an item last seen sharded are read in the same round trip
+// as the items; only an item whose shard count was unknown or changed
+// costs a second one. extra documents are read in the first round trip;
 // their snapshots are returned in order.
 func (s *Store) readStock(ctx context.Context, ids []string, extra ...*firestore.DocumentRef) (map[string]*stockView, []*firestore.DocumentSnapshot, error) {
 	refs := slices.Clone(extra)
 	for _, id := range ids {
 		refs = append(refs, s.itemRef(id))
 	}
+	guessed := map[string]int{}
+	for _, id := range ids {
+		if k, ok := s.shardsSeen.Load(id); ok && k.(int) > 1 {
+			guessed[id] = k.(int)
+			for i := range k.(int) {
+				refs = append(refs, s.cellRef(id, i, k.(int)))
+			}
+		}
+	}
 	snaps, err := s.c.GetAll(ctx, refs)
 	if err != nil {
 		return nil, nil, classify(err)
 	}
+	byPath := make(map[string]*firestore.DocumentSnapshot, len(snaps))
+	for _, snap := range snaps[len(extra)+len(ids):] {
+		byPath[snap.Ref.Path] = snap
+	}
 	views := make(map[string]*stockView, len(ids))
-	var shardRefs []*firestore.DocumentRef
-	for _, snap := range snaps[len(extra):] {
+	var missing []*firestore.DocumentRef
+	for _, snap := range snaps[len(extra) : len(extra)+len(ids)] {
 		if !snap.Exists() {
 			continue
 		}
@@ -85,27 +100,27 @@ func (s *Store) readStock(ctx context.Context, ids []string, extra ...*firestore
 			v.refs, v.avail, v.updated = []*firestore.DocumentRef{snap.Ref}, []int64{it.Stock}, []time.Time{snap.UpdateTime}
 			continue
 		}
-		v.item.Stock = 0
 		for k := range it.Shards {
 			v.refs = append(v.refs, s.cellRef(it.ID, k, it.Shards))
 		}
-		shardRefs = append(shardRefs, v.refs...)
+		if guessed[it.ID] != it.Shards {
+			missing = append(missing, v.refs...)
+		}
 	}
-	if len(shardRefs) == 0 {
-		return views, snaps[:len(extra)], nil
-	}
-	shardSnaps, err := s.c.GetAll(ctx, shardRefs)
-	if err != nil {
-		return nil, nil, classify(err)
-	}
-	byPath := make(map[string]*firestore.DocumentSnapshot, len(shardSnaps))
-	for _, snap := range shardSnaps {
-		byPath[snap.Ref.Path] = snap
+	if len(missing) > 0 {
+		more, err := s.c.GetAll(ctx, missing)
+		if err != nil {
+			return nil, nil, classify(err)
+		}
+		for _, snap := range more {
+			byPath[snap.Ref.Path] = snap
+		}
 	}
 	for _, v := range views {
 		if v.item.Shards == 1 {
 			continue
 		}
+		v.item.Stock = 0
 		v.avail, v.updated = make([]int64, len(v.refs)), make([]time.Time, len(v.refs))
 		for k, ref := range v.refs {
 			snap := byPath[ref.Path]
@@ -205,12 +220,15 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 		ids[i] = w.ItemID
 	}
 	// Within one process, orders for a one-document item queue for it
-	// rather than lose compare-and-sets to each other; sharded items need
-	// no queue.
+	// rather than lose compare-and-sets to each other; orders for one
+	// sharded item are committed in batches (see combiner).
 	keys := []string{"reservation/" + orderID}
+	sharded := false
 	for _, id := range ids {
 		if k, ok := s.shardsSeen.Load(id); !ok || k.(int) == 1 {
 			keys = append(keys, "item/"+id)
+		} else {
+			sharded = true
 		}
 	}
 	unlock, err := s.locks.lock(ctx, keys...)
@@ -218,7 +236,12 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 		return nil, fmt.Errorf("reserve stock for order %q: %w", orderID, err)
 	}
 	defer unlock()
-	lines, err := s.reserve(ctx, orderID, ids, wants)
+	var lines []domain.OrderLine
+	if sharded && len(wants) == 1 {
+		lines, err = s.combinerOf(ids[0]).reserve(ctx, orderID, wants[0])
+	} else {
+		lines, err = s.reserve(ctx, orderID, ids, wants)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reserve stock for order %q: %w", orderID, err)
 	}
@@ -229,6 +252,41 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 // in practice the caller's context ends first.
 const maxReserveRounds = 64
 
+// existingReservation is what a reservation already stored means for a
+// deduct: its lines (a repeated call), or domain.ErrOrderClosed.
+func existingReservation(snap *firestore.DocumentSnapshot) ([]domain.OrderLine, error) {
+	var d reservationDoc
+	if err := snap.DataTo(&d); err != nil {
+		return nil, fmt.Errorf("decode reservation %q: %w", snap.Ref.ID, err)
+	}
+	if d.State == string(domain.Restored) {
+		return nil, fmt.Errorf("reservation for order %q was already given back: %w", snap.Ref.ID, domain.ErrOrderClosed)
+	}
+	return fromLineDocs(d.Lines), nil
+}
+
+// lostRace reports whether a commit failed because another write reached
+// one of its documents first (or a re-seed changed a layout, or a
+// duplicate call created the reservation): read again and plan anew.
+func (s *Store) lostRace(ctx context.Context, err error, round int) (bool, error) {
+	switch status.Code(err) {
+	case codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists:
+	default:
+		return false, err
+	}
+	if round+1 >= maxReserveRounds {
+		return false, fmt.Errorf("%w: stock still contended after %d rounds", domain.ErrUnavailable, maxReserveRounds)
+	}
+	wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(round, 7), 100*time.Millisecond)) + 1))
+	select {
+	case <-ctx.Done():
+		return false, fmt.Errorf("%w: %w", domain.ErrUnavailable, ctx.Err())
+	case <-time.After(wait):
+		return true, nil
+	}
+}
+
+// reserve is one order's compare-and-set loop.
 func (s *Store) reserve(ctx context.Context, orderID string, ids []string, wants []domain.Want) ([]domain.OrderLine, error) {
 	resRef := s.c.Collection(ColReservations).Doc(orderID)
 	for round := 0; ; round++ {
@@ -236,15 +294,8 @@ func (s *Store) reserve(ctx context.Context, orderID string, ids []string, wants
 		if err != nil {
 			return nil, err
 		}
-		if snap := extra[0]; snap.Exists() {
-			var d reservationDoc
-			if err := snap.DataTo(&d); err != nil {
-				return nil, fmt.Errorf("decode reservation %q: %w", orderID, err)
-			}
-			if d.State == string(domain.Restored) {
-				return nil, fmt.Errorf("reservation for order %q was already given back: %w", orderID, domain.ErrOrderClosed)
-			}
-			return fromLineDocs(d.Lines), nil
+		if extra[0].Exists() {
+			return existingReservation(extra[0])
 		}
 		items := make(map[string]*domain.Item, len(views))
 		avail := make(map[string][]int64, len(views))
@@ -256,59 +307,43 @@ func (s *Store) reserve(ctx context.Context, orderID string, ids []string, wants
 				return nil, fmt.Errorf("item %q: %w", id, domain.ErrUnknownItem)
 			}
 		}
-		lines, takes, err := domain.Reserve(items, avail, wants, rand.Perm)
+		lines, takes, err := domain.Reserve(items, avail, wants, func(string) func(int) []int { return rand.Perm })
 		if err != nil {
 			return nil, err
 		}
-		err = s.commitTakes(ctx, views, avail, takes, resRef, toReservationDoc(domain.Reservation{
-			OrderID: orderID, Lines: lines, Takes: takes, State: domain.Reserved, CreatedAt: s.now(),
-		}))
+		res := toReservationDoc(domain.Reservation{OrderID: orderID, Lines: lines, Takes: takes, State: domain.Reserved, CreatedAt: s.now()})
+		err = s.commitTakes(ctx, views, avail, map[*firestore.DocumentRef]reservationDoc{resRef: res})
 		if err == nil {
 			return lines, nil
 		}
-		switch status.Code(err) {
-		case codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists:
-			// Another order took from a shard first (or a re-seed changed
-			// the layout, or a duplicate call created the reservation):
-			// read again and plan anew.
-			s.stats.conflicts.Add(1)
-		default:
+		if again, err := s.lostRace(ctx, err, round); !again {
 			return nil, err
 		}
-		if round+1 >= maxReserveRounds {
-			return nil, fmt.Errorf("%w: stock still contended after %d rounds", domain.ErrUnavailable, maxReserveRounds)
-		}
-		wait := time.Duration(rand.Int64N(int64(min(time.Millisecond<<min(round, 7), 100*time.Millisecond)) + 1))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", domain.ErrUnavailable, ctx.Err())
-		case <-time.After(wait):
-		}
+		s.stats.conflicts.Add(1)
 	}
 }
 
-// commitTakes writes the shards' new values, each conditioned on the update
-// time it was read at, and creates the reservation, atomically.
-func (s *Store) commitTakes(ctx context.Context, views map[string]*stockView, avail map[string][]int64, takes []domain.Take, resRef *firestore.DocumentRef, res reservationDoc) error {
-	type cell struct {
-		item  string
-		shard int
-	}
-	seen := map[cell]bool{}
+// commitTakes writes the new value of every shard whose avail differs from
+// what views read, each conditioned on the update time it was read at,
+// and creates the reservations, atomically.
+func (s *Store) commitTakes(ctx context.Context, views map[string]*stockView, avail map[string][]int64, res map[*firestore.DocumentRef]reservationDoc) error {
 	return s.tx(ctx, func(t *firestore.Transaction) error {
-		clear(seen)
-		for _, tk := range takes {
-			c := cell{tk.ItemID, tk.Shard}
-			if seen[c] {
-				continue
+		for id, v := range views {
+			for k, n := range avail[id] {
+				if n == v.avail[k] {
+					continue
+				}
+				if err := t.Update(v.refs[k], []firestore.Update{{Path: "stock", Value: n}}, firestore.LastUpdateTime(v.updated[k])); err != nil {
+					return err
+				}
 			}
-			seen[c] = true
-			v := views[tk.ItemID]
-			if err := t.Update(v.refs[tk.Shard], []firestore.Update{{Path: "stock", Value: avail[tk.ItemID][tk.Shard]}}, firestore.LastUpdateTime(v.updated[tk.Shard])); err != nil {
+		}
+		for ref, d := range res {
+			if err := t.Create(ref, d); err != nil {
 				return err
 			}
 		}
-		return t.Create(resRef, res)
+		return nil
 	})
 }
 

@@ -51,7 +51,9 @@ type Store struct {
 	// read; it only chooses whether in-process locks queue an item's
 	// orders, never what is taken.
 	shardsSeen sync.Map
-	stats      struct{ txRuns, conflicts, txRetries, slowCommits atomic.Int64 }
+	// combiners is each sharded item's *combiner.
+	combiners sync.Map
+	stats     struct{ txRuns, conflicts, txRetries, slowCommits atomic.Int64 }
 }
 
 // Stats counts contention since the store was opened.
