@@ -32,6 +32,8 @@ import (
 
 type options struct {
 	orders, users, items, parallel int
+	shards                         int
+	stock                          int64
 	rate, payFraction, cancelFrac  float64
 	timeout, grace, settle         time.Duration
 	out, env                       string
@@ -45,6 +47,8 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 100, "orders per second")
 	flag.IntVar(&o.users, "users", 200, "distinct users")
 	flag.IntVar(&o.items, "items", 100, "distinct items")
+	flag.IntVar(&o.shards, "shards", 1, "stock shards per item (a flash sale: -items 1 -shards 16)")
+	flag.Int64Var(&o.stock, "stock", 1_000_000, "stock per item (below the orders' units: the rest are refused 409, counted as failed)")
 	flag.IntVar(&o.parallel, "parallel", 64, "requests in flight at most")
 	flag.Float64Var(&o.payFraction, "pay", 0.5, "fraction of orders paid (at a random time up to 1.3 × the timeout)")
 	flag.Float64Var(&o.cancelFrac, "cancel", 0, "fraction of the unpaid orders the shopper cancels (at a random time before the deadline)")
@@ -95,8 +99,8 @@ func run(o options) error {
 	var d seed.Data
 	for i := range o.items {
 		id := fmt.Sprintf("%s-item%04d", run, i)
-		d.Items = append(d.Items, seed.Item{ItemID: id, Name: id, PriceCents: int64(100 + i%900), Stock: 1_000_000})
-		init.Stock[id] = 1_000_000
+		d.Items = append(d.Items, seed.Item{ItemID: id, Name: id, PriceCents: int64(100 + i%900), Stock: o.stock, Shards: o.shards})
+		init.Stock[id] = o.stock
 	}
 	for i := range o.users {
 		id := fmt.Sprintf("%s-user%04d", run, i)
