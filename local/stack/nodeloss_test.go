@@ -63,4 +63,11 @@ func TestNodeLossDuringCreates(t *testing.T) {
 	}
 	res := checkInvariants(t, s, init)
 	t.Logf("node %s killed mid-burst: %d created, %d refused with 503; %s", c.Nodes[0].Name, created.Load(), refused.Load(), res)
+	// Publishes move to another node and are retried after a nack (before
+	// that, 172–261 of the 300 were refused: the channel opened during the
+	// leaders' election kept nacking). Only creates whose every attempt
+	// fell in the failover may fail.
+	if refused.Load() > 30 {
+		t.Errorf("%d of 300 creates refused: the failover should cost only the creates in flight", refused.Load())
+	}
 }

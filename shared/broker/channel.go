@@ -175,7 +175,7 @@ func (c *Channel) publish(ctx context.Context, ex, key string, mandatory bool, i
 			return fmt.Errorf("%w: confirm of %s: %w", ErrNotConfirmed, id, err)
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s nacked (queue full or unavailable)", ErrNotConfirmed, id)
+			return fmt.Errorf("%w: %s %w (queue full or unavailable)", ErrNotConfirmed, id, ErrNacked)
 		}
 		if !mandatory {
 			return nil

@@ -29,6 +29,11 @@ type Message struct {
 // connection failed before the confirm arrived): the message may be lost.
 var ErrNotConfirmed = errors.New("publish not confirmed by the broker")
 
+// ErrNacked, beside ErrNotConfirmed, means the broker answered the publish
+// with a nack: it could not take the message now (a quorum queue electing
+// a leader after a node loss, or over a length limit).
+var ErrNacked = errors.New("nacked")
+
 // HeaderMeta holds everything the relay needs of a message but its id and
 // body, as one string of space-separated key=value fields:
 //

@@ -105,11 +105,38 @@ func (p *Publisher) channel() (*Channel, error) {
 	return ch, nil
 }
 
-// Publish sends m and returns only after the broker confirmed it.
+// publishAttempts bounds how often Publish tries one message.
+const publishAttempts = 8
+
+// Publish sends m and returns only after the broker confirmed it. A publish
+// whose channel broke under it (a broker node died, the connection
+// dropped) is tried again on a new connection — Dial moves on to the next
+// node — and one the broker nacked (its quorum queues electing a leader
+// after a node loss) is tried again too, backing off from 50 ms to 1 s,
+// while ctx lives, up to publishAttempts times in all: a message published
+// twice is harmless (every receiver decides by state), while one not
+// published fails its create. Any other failure (the caller gave up, the
+// broker returned it) is returned at once.
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	for attempt := 1; ; attempt++ {
+		broken, err := p.publishOnce(ctx, m)
+		if err == nil || !(broken || errors.Is(err, ErrNacked)) || attempt == publishAttempts || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(min(50*time.Millisecond<<(attempt-1), time.Second)):
+		}
+	}
+}
+
+// publishOnce publishes m once and says, on failure, whether the channel
+// or the connection was broken.
+func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, err error) {
 	ch, err := p.channel()
 	if err != nil {
-		return err
+		return true, err
 	}
 	if err := PublishOn(ctx, ch, p.Topology, m, p.Now()); err != nil {
 		if errors.Is(err, ErrReturned) {
@@ -117,9 +144,21 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 			// on a channel of its own, for the next publish (this one
 			// failed, and its caller retries or compensates).
 			if derr := p.redeclare(); derr != nil {
-				return fmt.Errorf("%w (and declaring the topology again failed: %w)", err, derr)
+				return false, fmt.Errorf("%w (and declaring the topology again failed: %w)", err, derr)
 			}
-			return err
+			return false, err
+		}
+		if errors.Is(err, ErrNacked) {
+			// After a node loss, RabbitMQ 3.10 kept nacking a channel's
+			// publishes to quorum queues whose leader had moved, for minutes,
+			// while a new channel's were confirmed: start afresh. Publishes in
+			// flight on this channel fail as broken and are tried again.
+			p.mu.Lock()
+			if p.ch == ch {
+				p.closeLocked()
+			}
+			p.mu.Unlock()
+			return true, err
 		}
 		if ch.IsClosed() {
 			// The channel (and with it, maybe, the connection) is really
@@ -132,15 +171,13 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 				p.closeLocked()
 			}
 			p.mu.Unlock()
+			return true, err
 		}
-		return err
+		return false, err
 	}
-	return nil
+	return false, nil
 }
 
-// redeclare declares the topology again on a short-lived channel of the
-// current connection, leaving the publishing channel and its confirms in
-// flight alone.
 func (p *Publisher) redeclare() error {
 	p.mu.Lock()
 	conn := p.conn

@@ -709,11 +709,18 @@ func (s *session) settle(j job, m broker.Message, reason string) {
 // unpublished returns j to its queue after its copy (what) was not
 // confirmed. A copy the broker returned unroutable means the topology lost
 // a queue or binding: the session ends, and the next one declares it again.
+// A nacked copy ends the session too: after a node loss RabbitMQ 3.10 kept
+// nacking a channel's publishes to quorum queues whose leader had moved,
+// while a new channel's were confirmed (broker.Publisher does the same), so
+// the same channel would only requeue the message again and again.
 func (s *session) unpublished(j job, m broker.Message, what string, err error) {
 	s.log(m).Warn(what+" not confirmed; message stays in the queue", "error", err.Error())
 	j.c.ack.requeue(j.tag)
-	if errors.Is(err, broker.ErrReturned) {
+	switch {
+	case errors.Is(err, broker.ErrReturned):
 		s.fail(fmt.Errorf("topology incomplete: %w", err))
+	case errors.Is(err, broker.ErrNacked):
+		s.fail(fmt.Errorf("copies nacked; opening new channels: %w", err))
 	}
 }
 
