@@ -81,10 +81,7 @@ func (c *combiner) reserve(ctx context.Context, orderID string, w domain.Want) (
 	p := &pending{orderID: orderID, want: w, done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
-	k := 1
-	if v, ok := c.s.shardsSeen.Load(c.itemID); ok {
-		k = v.(int)
-	}
+	k := max(c.s.seenShards(c.itemID), 1)
 	if c.active < committersFor(k) {
 		c.active++
 		if len(c.starts) == 0 {
@@ -140,7 +137,7 @@ func (c *combiner) commitBatch(ctx context.Context, batch []*pending, start int)
 	for round := 0; ; round++ {
 		refs := make([]*firestore.DocumentRef, len(batch))
 		for i, p := range batch {
-			refs[i] = s.c.Collection(ColReservations).Doc(p.orderID)
+			refs[i] = s.reservationRef(p.orderID)
 		}
 		views, existing, err := s.readStock(ctx, []string{c.itemID}, refs...)
 		if err != nil {

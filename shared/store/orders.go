@@ -38,7 +38,7 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 			}
 			return errNoChange
 		}
-		rsnap, err := t.Get(s.c.Collection(ColReservations).Doc(o.ID))
+		rsnap, err := t.Get(s.reservationRef(o.ID))
 		if err != nil && !notFound(err) {
 			return err
 		}

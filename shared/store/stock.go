@@ -31,6 +31,19 @@ import (
 
 func (s *Store) itemRef(id string) *firestore.DocumentRef { return s.c.Collection(ColItems).Doc(id) }
 
+func (s *Store) reservationRef(orderID string) *firestore.DocumentRef {
+	return s.c.Collection(ColReservations).Doc(orderID)
+}
+
+// seenShards is the item's shard count as this process last read it, 0
+// before any read.
+func (s *Store) seenShards(itemID string) int {
+	if k, ok := s.shardsSeen.Load(itemID); ok {
+		return k.(int)
+	}
+	return 0
+}
+
 // cellRef is the document holding shard k of an item with k shards.
 func (s *Store) cellRef(itemID string, k, shards int) *firestore.DocumentRef {
 	if shards <= 1 {
@@ -68,10 +81,10 @@ func (s *Store) readStock(ctx context.Context, ids []string, extra ...*firestore
 	}
 	guessed := map[string]int{}
 	for _, id := range ids {
-		if k, ok := s.shardsSeen.Load(id); ok && k.(int) > 1 {
-			guessed[id] = k.(int)
-			for i := range k.(int) {
-				refs = append(refs, s.cellRef(id, i, k.(int)))
+		if k := s.seenShards(id); k > 1 {
+			guessed[id] = k
+			for i := range k {
+				refs = append(refs, s.cellRef(id, i, k))
 			}
 		}
 	}
@@ -138,21 +151,8 @@ func (s *Store) readStock(ctx context.Context, ids []string, extra ...*firestore
 	return views, snaps[:len(extra)], nil
 }
 
-// Item reads one catalog item; its stock is the sum over its shards.
-func (s *Store) Item(ctx context.Context, id string) (domain.Item, error) {
-	views, _, err := s.readStock(ctx, []string{id})
-	if err != nil {
-		return domain.Item{}, err
-	}
-	v, ok := views[id]
-	if !ok {
-		return domain.Item{}, fmt.Errorf("item %q: %w", id, domain.ErrNotFound)
-	}
-	return v.item, nil
-}
-
-// ItemShards reads an item's stock shard by shard (tools and tests).
-func (s *Store) ItemShards(ctx context.Context, id string) ([]int64, error) {
+// readItem reads one item and its shards.
+func (s *Store) readItem(ctx context.Context, id string) (*stockView, error) {
 	views, _, err := s.readStock(ctx, []string{id})
 	if err != nil {
 		return nil, err
@@ -160,6 +160,24 @@ func (s *Store) ItemShards(ctx context.Context, id string) ([]int64, error) {
 	v, ok := views[id]
 	if !ok {
 		return nil, fmt.Errorf("item %q: %w", id, domain.ErrNotFound)
+	}
+	return v, nil
+}
+
+// Item reads one catalog item; its stock is the sum over its shards.
+func (s *Store) Item(ctx context.Context, id string) (domain.Item, error) {
+	v, err := s.readItem(ctx, id)
+	if err != nil {
+		return domain.Item{}, err
+	}
+	return v.item, nil
+}
+
+// ItemShards reads an item's stock shard by shard (tools and tests).
+func (s *Store) ItemShards(ctx context.Context, id string) ([]int64, error) {
+	v, err := s.readItem(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	return v.avail, nil
 }
@@ -225,10 +243,10 @@ func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want
 	keys := []string{"reservation/" + orderID}
 	sharded := false
 	for _, id := range ids {
-		if k, ok := s.shardsSeen.Load(id); !ok || k.(int) == 1 {
-			keys = append(keys, "item/"+id)
-		} else {
+		if s.seenShards(id) > 1 {
 			sharded = true
+		} else {
+			keys = append(keys, "item/"+id)
 		}
 	}
 	unlock, err := s.locks.lock(ctx, keys...)
@@ -288,7 +306,7 @@ func (s *Store) lostRace(ctx context.Context, err error, round int) (bool, error
 
 // reserve is one order's compare-and-set loop.
 func (s *Store) reserve(ctx context.Context, orderID string, ids []string, wants []domain.Want) ([]domain.OrderLine, error) {
-	resRef := s.c.Collection(ColReservations).Doc(orderID)
+	resRef := s.reservationRef(orderID)
 	for round := 0; ; round++ {
 		views, extra, err := s.readStock(ctx, ids, resRef)
 		if err != nil {
@@ -363,7 +381,7 @@ func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool)
 	keys := []string{"reservation/" + orderID}
 	if r, err := s.Reservation(ctx, orderID); err == nil {
 		for _, l := range r.Lines {
-			if k, ok := s.shardsSeen.Load(l.ItemID); !ok || k.(int) == 1 {
+			if s.seenShards(l.ItemID) <= 1 {
 				keys = append(keys, "item/"+l.ItemID)
 			}
 		}
@@ -392,7 +410,7 @@ func (s *Store) Restore(ctx context.Context, orderID string, onlyIfNoOrder bool)
 				}
 			}
 		}
-		resRef := s.c.Collection(ColReservations).Doc(orderID)
+		resRef := s.reservationRef(orderID)
 		snap, err := t.Get(resRef)
 		if notFound(err) {
 			change = domain.Applied
@@ -474,7 +492,7 @@ func (s *Store) layouts(t *firestore.Transaction, takes []domain.Take) (map[stri
 
 // Reservation reads orderID's reservation.
 func (s *Store) Reservation(ctx context.Context, orderID string) (domain.Reservation, error) {
-	snap, err := s.c.Collection(ColReservations).Doc(orderID).Get(ctx)
+	snap, err := s.reservationRef(orderID).Get(ctx)
 	if notFound(err) {
 		return domain.Reservation{}, fmt.Errorf("reservation %q: %w", orderID, domain.ErrNotFound)
 	}
