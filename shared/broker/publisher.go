@@ -120,7 +120,7 @@ const publishAttempts = 8
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	for attempt := 1; ; attempt++ {
 		broken, err := p.publishOnce(ctx, m)
-		if err == nil || !(broken || errors.Is(err, ErrNacked)) || attempt == publishAttempts || ctx.Err() != nil {
+		if err == nil || !broken || attempt == publishAttempts || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -131,8 +131,8 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	}
 }
 
-// publishOnce publishes m once and says, on failure, whether the channel
-// or the connection was broken.
+// publishOnce publishes m once and says, on failure, whether to try again
+// on a new connection: the channel broke, or the broker nacked.
 func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, err error) {
 	ch, err := p.channel()
 	if err != nil {
@@ -148,24 +148,16 @@ func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, er
 			}
 			return false, err
 		}
-		if errors.Is(err, ErrNacked) {
-			// After a node loss, RabbitMQ 3.10 kept nacking a channel's
-			// publishes to quorum queues whose leader had moved, for minutes,
-			// while a new channel's were confirmed: start afresh. Publishes in
-			// flight on this channel fail as broken and are tried again.
-			p.mu.Lock()
-			if p.ch == ch {
-				p.closeLocked()
-			}
-			p.mu.Unlock()
-			return true, err
-		}
-		if ch.IsClosed() {
-			// The channel (and with it, maybe, the connection) is really
-			// broken: the next Publish dials again. A publish that failed
-			// only because its caller gave up (ctx ended), or that the
-			// broker nacked or returned, leaves the channel healthy, and
-			// closing it would fail every other caller's confirm in flight.
+		// A closed channel (and with it, maybe, the connection) is really
+		// broken. A nacked publish is treated alike: after a node loss
+		// RabbitMQ 3.10 kept nacking a channel's publishes to quorum queues
+		// whose leader had moved, for minutes, while a new channel's were
+		// confirmed. Either way the next attempt dials again; publishes in
+		// flight on this channel fail as broken and are tried again too.
+		// A publish that failed only because its caller gave up (ctx
+		// ended) leaves the channel alone: closing it would fail every
+		// other caller's confirm in flight.
+		if errors.Is(err, ErrNacked) || ch.IsClosed() {
 			p.mu.Lock()
 			if p.ch == ch {
 				p.closeLocked()
@@ -178,6 +170,9 @@ func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, er
 	return false, nil
 }
 
+// redeclare declares the topology again on a short-lived channel of the
+// current connection, leaving the publishing channel and its confirms in
+// flight alone.
 func (p *Publisher) redeclare() error {
 	p.mu.Lock()
 	conn := p.conn
