@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -162,13 +163,26 @@ func (g *Group) Keep(ctx context.Context, say func(string), label string, out io
 // FreePort returns a free loopback TCP port in 20000–31999, below Linux's
 // ephemeral range, so no listener on port 0 elsewhere takes it before its
 // user binds it.
-func FreePort() (int, error) {
+func FreePort() (int, error) { return FreePortWith() }
+
+// FreePortWith is FreePort for a port p whose p + offset is free too, for
+// every offset given (the local run puts a function's metrics at p + 1000).
+func FreePortWith(offsets ...int) (int, error) {
+	top := 32000 - slices.Max(append(offsets, 0))
 	for range 200 {
-		p := 20000 + rand.IntN(12000)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			l.Close()
+		p := 20000 + rand.IntN(top-20000)
+		if free(p) && !slices.ContainsFunc(offsets, func(off int) bool { return !free(p + off) }) {
 			return p, nil
 		}
 	}
-	return 0, fmt.Errorf("no free port in 20000-31999")
+	return 0, fmt.Errorf("no free port in 20000-%d with %v free beside it", top-1, offsets)
+}
+
+func free(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
 }

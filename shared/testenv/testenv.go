@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -198,24 +197,7 @@ func FreePort() (int, error) {
 // 30999), for a server another process will bind later: a port from
 // FreePort could be taken meanwhile by some outgoing connection. The port
 // + 1000 is free too (the local run puts metrics there).
-func StablePort() (int, error) {
-	for range 200 {
-		p := 20000 + mrand.IntN(11000)
-		ok := true
-		for _, q := range []int{p, p + 1000} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("no free port pair found in 20000-31999")
-}
+func StablePort() (int, error) { return proc.FreePortWith(1000) }
 
 // UniqueName returns prefix plus a random suffix, for queue and exchange names.
 func UniqueName(prefix string) string {
