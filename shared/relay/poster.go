@@ -130,21 +130,30 @@ func (p *poster) encode(buf []byte, m broker.Message, auth string) []byte {
 	buf = append(buf, p.path...)
 	buf = append(buf, " HTTP/1.1\r\n"...)
 	h("Host", p.target.Host)
-	h("Content-Type", "application/json")
 	buf = append(buf, "Content-Length: "...)
 	buf = strconv.AppendInt(buf, int64(len(m.Data)), 10)
 	buf = append(buf, "\r\n"...)
+	if !m.CreatedAt.IsZero() {
+		buf = append(buf, "ce-time: "...)
+		buf = m.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = append(buf, "\r\n"...)
+	}
+	p.headers(m, auth, h)
+	buf = append(buf, "\r\n"...)
+	return append(buf, m.Data...)
+}
+
+// headers gives h every header of m's binary-mode CloudEvent request but
+// ce-time (each client writes the time its own way, the own one without
+// allocating) and the framing ones (Host, Content-Length).
+func (p *poster) headers(m broker.Message, auth string, h func(name, value string)) {
+	h("Content-Type", "application/json")
 	h("ce-specversion", "1.0")
 	h("ce-id", m.ID)
 	h("ce-type", m.Type)
 	h("ce-source", events.Source)
 	if m.Subject != "" {
 		h("ce-subject", m.Subject)
-	}
-	if !m.CreatedAt.IsZero() {
-		buf = append(buf, "ce-time: "...)
-		buf = m.CreatedAt.UTC().AppendFormat(buf, time.RFC3339Nano)
-		buf = append(buf, "\r\n"...)
 	}
 	if m.Trace != "" {
 		h("ce-traceparent", m.Trace)
@@ -157,8 +166,6 @@ func (p *poster) encode(buf []byte, m broker.Message, auth string) []byte {
 	if auth != "" {
 		h("Authorization", auth)
 	}
-	buf = append(buf, "\r\n"...)
-	return append(buf, m.Data...)
 }
 
 const auth0Header = "X-Internal-Token"
@@ -291,32 +298,13 @@ func (p *poster) postNetHTTP(ctx context.Context, wc **wconn, m broker.Message, 
 	if err != nil {
 		return 0, "", err
 	}
-	h := req.Header
-	h["Content-Type"] = []string{"application/json"}
-	h["Ce-Specversion"] = []string{"1.0"}
-	h["Ce-Id"] = []string{m.ID}
-	h["Ce-Type"] = []string{m.Type}
-	h["Ce-Source"] = []string{events.Source}
+	p.headers(m, authz, func(name, value string) { req.Header[http.CanonicalHeaderKey(name)] = []string{value} })
+	if !m.CreatedAt.IsZero() {
+		req.Header["Ce-Time"] = []string{m.CreatedAt.UTC().Format(time.RFC3339Nano)}
+	}
 	// The message id makes the POST replayable for net/http, which then
 	// retries it on a kept-alive connection the server had closed.
-	h["Idempotency-Key"] = []string{m.ID}
-	if m.Subject != "" {
-		h["Ce-Subject"] = []string{m.Subject}
-	}
-	if !m.CreatedAt.IsZero() {
-		h["Ce-Time"] = []string{m.CreatedAt.UTC().Format(time.RFC3339Nano)}
-	}
-	if m.Trace != "" {
-		h["Ce-Traceparent"] = []string{m.Trace}
-		h["Traceparent"] = []string{m.Trace}
-	}
-	if p.token != "" {
-		h["Ce-Internaltoken"] = []string{p.token}
-		h[auth0Header] = []string{p.token}
-	}
-	if authz != "" {
-		h["Authorization"] = []string{authz}
-	}
+	req.Header["Idempotency-Key"] = []string{m.ID}
 	resp, err := (*wc).hc.Do(req)
 	if err != nil {
 		return 0, "", err
