@@ -39,15 +39,16 @@ run:
 demo:
 	$(GO) run ./local/cmd/demo
 
-## load: load the running `make run`; ORDERS, RATE, PAY, CANCEL, ITEMS, SHARDS override the defaults.
+## load: load the running `make run`; ORDERS, RATE, PAY, CANCEL, ITEMS, SHARDS, LIMIT (each item's maxPerShopper) override the defaults.
 ORDERS ?= 2000
 RATE ?= 100
 PAY ?= 0.5
 CANCEL ?= 0
 ITEMS ?= 100
 SHARDS ?= 1
+LIMIT ?= 0
 load:
-	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL) -items $(ITEMS) -shards $(SHARDS)
+	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL) -items $(ITEMS) -shards $(SHARDS) -max-per-shopper $(LIMIT)
 
 ## smoke: from outside, as a shopper: an unpaid order cancelled at its deadline, stock back, a shopper cancel.
 ## Against `make run` by default; against a deployment: make smoke SMOKE_ARGS='-createorder URL -deductstock URL -token TOKEN'

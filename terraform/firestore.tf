@@ -92,11 +92,12 @@ locals {
   unindexed_fields = {
     carts        = ["lines"]
     idempotency  = ["orderId", "requestHash", "state", "until", "userId"]
-    items        = ["name", "priceCents", "shards", "stock"]
+    items        = ["maxPerShopper", "name", "priceCents", "shards", "stock"]
     orders       = ["cancelReason", "cancelledAt", "createdAt", "deadline", "items", "paidAt", "status", "sweepShard", "totalCents", "userId"]
     payOrders    = ["amountCents", "closedAt", "createdAt", "paidAt", "payOrderId", "status", "userId"]
     reservations = ["createdAt", "lines", "restoredAt", "state", "sweepShard", "takes"]
     shards       = ["stock"]
+    shoppers     = ["holds", "paidUnits"]
     wallets      = ["balanceCents"]
   }
 }

@@ -31,26 +31,27 @@ locals {
   # Every variable in config.FunctionVars, set explicitly (AMQP_URL comes
   # from Secret Manager below).
   function_env = {
-    FIRESTORE_PROJECT_ID    = var.project_id
-    AUTH_MODE               = "firebase"
-    AUTH_HS256_SECRET       = "" # hs256 mode is for local runs only
-    AUTH_FIREBASE_PROJECT   = local.firebase
-    INTERNAL_AUTH_MODE      = "google"
-    INTERNAL_SHARED_SECRET  = random_password.internal.result # unused in google mode
-    DEDUCTSTOCK_URL         = local.fn_url["DeductStock"]
-    CLEARCART_URL           = local.fn_url["ClearCart"]
-    PAY_URL                 = local.fn_url["Pay"]
-    BROKER_MODE             = var.broker_mode
-    BROKER_PREFIX           = local.broker_prefix
-    PAYMENT_TIMEOUT_DEFAULT = var.payment_timeout_default
-    PAYMENT_TIMEOUT_MIN     = "1s"
-    PAYMENT_TIMEOUT_MAX     = "720h"
-    CALL_TIMEOUT            = "10s"
-    CHECK_LADDER            = ""
-    SWEEP_GRACE             = "1m"
-    SWEEP_SAGA_BUDGET       = "2m"
-    LOG_LEVEL               = "info"
-    TRACE_EXPORTER          = "gcp"
+    FIRESTORE_PROJECT_ID          = var.project_id
+    AUTH_MODE                     = "firebase"
+    AUTH_HS256_SECRET             = "" # hs256 mode is for local runs only
+    AUTH_FIREBASE_PROJECT         = local.firebase
+    INTERNAL_AUTH_MODE            = "google"
+    INTERNAL_SHARED_SECRET        = random_password.internal.result # unused in google mode
+    DEDUCTSTOCK_URL               = local.fn_url["DeductStock"]
+    CLEARCART_URL                 = local.fn_url["ClearCart"]
+    PAY_URL                       = local.fn_url["Pay"]
+    BROKER_MODE                   = var.broker_mode
+    BROKER_PREFIX                 = local.broker_prefix
+    PAYMENT_TIMEOUT_DEFAULT       = var.payment_timeout_default
+    PAYMENT_TIMEOUT_MIN           = "1s"
+    PAYMENT_TIMEOUT_MAX           = "720h"
+    CALL_TIMEOUT                  = "10s"
+    CHECK_LADDER                  = ""
+    SWEEP_GRACE                   = "1m"
+    SWEEP_SAGA_BUDGET             = "2m"
+    MAX_UNPAID_ORDERS_PER_SHOPPER = tostring(var.max_unpaid_orders_per_shopper)
+    LOG_LEVEL                     = "info"
+    TRACE_EXPORTER                = "gcp"
   }
 }
 

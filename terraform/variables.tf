@@ -44,6 +44,16 @@ variable "payment_timeout_default" {
   default     = "15m"
 }
 
+variable "max_unpaid_orders_per_shopper" {
+  description = "How many UNPAID orders one shopper may hold at once (0: no cap)."
+  type        = number
+  default     = 10
+  validation {
+    condition     = var.max_unpaid_orders_per_shopper >= 0 && floor(var.max_unpaid_orders_per_shopper) == var.max_unpaid_orders_per_shopper
+    error_message = "max_unpaid_orders_per_shopper must be a whole number, 0 or more."
+  }
+}
+
 variable "broker_mode" {
   description = "How timers wait: \"ladder\" (TTL tier queues, no plugin, quorum queues that survive a node) or \"plugin\" (an x-delayed-message exchange; only with amqp_url naming a broker that has rabbitmq_delayed_message_exchange enabled, which the Compute Engine broker here does not)."
   type        = string

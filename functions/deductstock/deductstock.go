@@ -96,6 +96,8 @@ type ItemJSON struct {
 	Name       string `json:"name"`
 	PriceCents int64  `json:"priceCents"`
 	Stock      int64  `json:"stock"`
+	// MaxPerShopper is shown when the item has a purchase limit.
+	MaxPerShopper int64 `json:"maxPerShopper,omitempty"`
 }
 
 func (h *Handler) item(w http.ResponseWriter, r *http.Request) {
@@ -113,5 +115,5 @@ func (h *Handler) item(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, r, err)
 		return
 	}
-	httpx.JSON(w, http.StatusOK, ItemJSON{ItemID: it.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock})
+	httpx.JSON(w, http.StatusOK, ItemJSON{ItemID: it.ID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock, MaxPerShopper: it.MaxPerShopper})
 }

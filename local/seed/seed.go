@@ -1,7 +1,7 @@
 // Package seed loads catalog items, wallets and carts from the contract's
 // JSON shape, replacing the documents the ids name:
 //
-//	{"items":[{"itemId","name","priceCents","stock","shards"?}],
+//	{"items":[{"itemId","name","priceCents","stock","shards"?,"maxPerShopper"?}],
 //	 "wallets":[{"userId","balanceCents"}],
 //	 "carts":[{"userId","items":[{"itemId","quantity"}]}]}
 package seed
@@ -25,6 +25,9 @@ type Item struct {
 	// Shards is how many documents hold the stock (optional; 1 by
 	// default): more spreads a popular item's orders (see README).
 	Shards int `json:"shards,omitempty"`
+	// MaxPerShopper caps one shopper's units in UNPAID and PAID orders
+	// (optional; absent: no limit).
+	MaxPerShopper *int64 `json:"maxPerShopper,omitempty"`
 }
 
 // Wallet is a user's balance.
@@ -77,6 +80,11 @@ func (d Data) Validate() error {
 		if err := domain.CheckShards(fmt.Sprintf("items[%d]", i), it.Shards); err != nil {
 			return err
 		}
+		if it.MaxPerShopper != nil {
+			if err := domain.CheckMaxPerShopper(fmt.Sprintf("items[%d]", i), *it.MaxPerShopper); err != nil || *it.MaxPerShopper == 0 {
+				return domain.Invalidf("items[%d]: maxPerShopper must be between 1 and %d (absent: no limit)", i, domain.MaxPerShopperLimit)
+			}
+		}
 		if it.Stock > domain.MaxStock {
 			return domain.Invalidf("items[%d]: stock %d is over the limit of %d", i, it.Stock, int64(domain.MaxStock))
 		}
@@ -115,7 +123,11 @@ func Apply(ctx context.Context, s *store.Store, d Data) error {
 		return err
 	}
 	for _, it := range d.Items {
-		if err := s.PutItem(ctx, domain.Item{ID: it.ItemID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock, Shards: it.Shards}); err != nil {
+		item := domain.Item{ID: it.ItemID, Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock, Shards: it.Shards}
+		if it.MaxPerShopper != nil {
+			item.MaxPerShopper = *it.MaxPerShopper
+		}
+		if err := s.PutItem(ctx, item); err != nil {
 			return fmt.Errorf("item %s: %w", it.ItemID, err)
 		}
 	}

@@ -68,6 +68,10 @@ type Options struct {
 	// in-process locks, taking requests in turn, as Cloud Functions scales a
 	// busy function out. They contend only through Firestore.
 	DeductStockInstances int
+	// CreateOrderInstances serves CreateOrder's URL from this many
+	// instances (default 1) in the same way, each with its own Firestore
+	// client and in-process locks.
+	CreateOrderInstances int
 }
 
 // Stack is a running system.
@@ -169,6 +173,9 @@ func Start(t testing.TB, opt Options) *Stack {
 	cfg.CallTimeout = 5 * time.Second
 	cfg.SweepSagaBudget = 10 * time.Second
 	cfg.SweepGrace = 2 * time.Second
+	// Most tests drive many orders per shopper; the shopper-limit tests
+	// (and BenchmarkHotItem's limited setup) set the cap back on.
+	cfg.MaxUnpaidPerShopper = 0
 	if opt.Configure != nil {
 		opt.Configure(&cfg)
 	}
@@ -227,7 +234,20 @@ func Start(t testing.TB, opt Options) *Stack {
 	servers[DeductStock].handler = roundRobin(instances)
 	servers[ClearCart].handler = wrap(ClearCart, clearcart.New(env.Store, env.Users, env.Internal))
 	servers[Pay].handler = wrap(Pay, pay.New(env.Store, env.Users, env.Internal, announce))
-	servers[CreateOrder].handler = wrap(CreateOrder, createorder.New(svc, env.Users, env.Internal))
+	creates := []http.Handler{wrap(CreateOrder, createorder.New(svc, env.Users, env.Internal))}
+	for range max(opt.CreateOrderInstances, 1) - 1 {
+		st, err := store.New(context.Background(), project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		other := *env
+		other.Store = st
+		osvc := other.Ordering()
+		osvc.Stock = svc.Stock
+		creates = append(creates, wrap(CreateOrder, createorder.New(osvc, env.Users, env.Internal)))
+	}
+	servers[CreateOrder].handler = roundRobin(creates)
 	servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, env.Internal))
 	servers[HandleTimeout].handler = handletimeout.New(env.Decider(), cfg, log).HTTPHandler()
 	for name, srv := range servers {

@@ -64,13 +64,18 @@ func (e *Env) Decider() *timeout.Decider {
 
 // Ordering is the shopper's order service.
 func (e *Env) Ordering() *ordering.Service {
-	return &ordering.Service{
+	svc := &ordering.Service{
 		Orders: e.Store, Keys: e.Store, Stock: e.Stock, Cart: e.Cart, Timers: e.Timers, Closer: e.Decider(),
 		Settings: ordering.Settings{
 			TimeoutDefault: e.Cfg.TimeoutDefault, TimeoutMin: e.Cfg.TimeoutMin, TimeoutMax: e.Cfg.TimeoutMax,
 			CheckLadder: e.Cfg.CheckLadder, SagaBudget: e.Cfg.SweepSagaBudget, CallTimeout: e.Cfg.CallTimeout,
+			MaxUnpaid: e.Cfg.MaxUnpaidPerShopper,
 		},
 	}
+	if e.Store != nil {
+		svc.Allowances = e.Store
+	}
+	return svc
 }
 
 // Sweeper is the safety net with production's page sizes.

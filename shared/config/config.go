@@ -37,6 +37,7 @@ const (
 	EnvCheckLadder        = "CHECK_LADDER"
 	EnvSweepGrace         = "SWEEP_GRACE"
 	EnvSweepSagaBudget    = "SWEEP_SAGA_BUDGET"
+	EnvMaxUnpaid          = "MAX_UNPAID_ORDERS_PER_SHOPPER"
 	EnvLogLevel           = "LOG_LEVEL"
 	EnvTraceExporter      = "TRACE_EXPORTER"
 	EnvRelayTarget        = "RELAY_TARGET_URL"
@@ -96,7 +97,12 @@ type Config struct {
 
 	SweepGrace      time.Duration
 	SweepSagaBudget time.Duration
+	// MaxUnpaidPerShopper caps a shopper's UNPAID orders (0: no cap).
+	MaxUnpaidPerShopper int
 }
+
+// DefaultMaxUnpaid is MAX_UNPAID_ORDERS_PER_SHOPPER's default.
+const DefaultMaxUnpaid = 10
 
 // FunctionVars is every variable a function reads (Load reads exactly
 // these; a test holds it to that, and another compares it with terraform).
@@ -104,7 +110,7 @@ var FunctionVars = []string{
 	EnvProject, EnvAuthMode, EnvAuthSecret, EnvAuthProject, EnvInternalMode, EnvInternalSecret, EnvInternalCallers,
 	EnvInternalAudience, EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
 	EnvTimeoutDefault, EnvTimeoutMin, EnvTimeoutMax, EnvCallTimeout, EnvCheckLadder, EnvSweepGrace, EnvSweepSagaBudget,
-	EnvLogLevel, EnvTraceExporter,
+	EnvLogLevel, EnvTraceExporter, EnvMaxUnpaid,
 }
 
 // Lookup reads one variable; os.LookupEnv in production.
@@ -192,6 +198,7 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 		SweepGrace:      dur(EnvSweepGrace, time.Minute),
 		SweepSagaBudget: dur(EnvSweepSagaBudget, 2*time.Minute),
 	}
+	c.MaxUnpaidPerShopper = e.num(EnvMaxUnpaid, DefaultMaxUnpaid)
 	c.InternalCallers = e.list(EnvInternalCallers)
 	for _, s := range e.list(EnvInternalAudience) {
 		c.InternalAudiences = append(c.InternalAudiences, strings.TrimRight(s, "/"))

@@ -9,6 +9,9 @@ type Item struct {
 	PriceCents int64
 	Stock      int64 // available, summed over its shards
 	Shards     int   // K: how many documents hold its stock (0 or 1: the item's own)
+	// MaxPerShopper caps one shopper's units of the item in UNPAID and
+	// PAID orders; 0: no limit.
+	MaxPerShopper int64
 }
 
 // Stock sharding bounds. One document sustains about one write per second

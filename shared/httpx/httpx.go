@@ -107,6 +107,8 @@ var statuses = []struct {
 	{domain.ErrNotFound, http.StatusNotFound, "NOT_FOUND", "not found"},
 	{domain.ErrInsufficientStock, http.StatusConflict, "INSUFFICIENT_STOCK", "insufficient stock"},
 	{domain.ErrOrderPaid, http.StatusConflict, "ORDER_PAID", "the order is paid"},
+	{domain.ErrPurchaseLimit, http.StatusConflict, "PURCHASE_LIMIT", "this order would take you past the item's limit per shopper (units in your unpaid and paid orders)"},
+	{domain.ErrTooManyUnpaid, http.StatusConflict, "TOO_MANY_UNPAID_ORDERS", "you hold the most unpaid orders allowed; pay or cancel one first"},
 	{domain.ErrCartFull, http.StatusConflict, "CART_FULL", fmt.Sprintf("the cart holds at most %d lines; remove one first", domain.MaxLinesPerOrder)},
 	{domain.ErrOrderClosed, http.StatusConflict, "ORDER_CLOSED", "the order is closed"},
 	{domain.ErrCreateInProgress, http.StatusConflict, "CREATE_IN_PROGRESS", "an order with this Idempotency-Key is still being created; retry shortly"},

@@ -6,15 +6,19 @@
 // Create:
 //
 //  1. claim the Idempotency-Key (one create per key per user at a time);
-//  2. reserve stock through DeductStock (all or nothing; prices from the
+//  2. claim the shopper's allowance: the cap on unpaid orders and the
+//     items' purchase limits (refused: nothing reserved);
+//  3. reserve stock through DeductStock (all or nothing; prices from the
 //     catalog; a total beyond int64 cents is refused there, taking nothing);
-//  3. schedule the payment timeout on the broker, confirmed;
-//  4. write the order UNPAID (only while its reservation is live);
-//  5. clear the purchased items from the cart (best effort, retried; a
+//  4. schedule the payment timeout on the broker, confirmed;
+//  5. write the order UNPAID (only while its reservation is live);
+//  6. clear the purchased items from the cart (best effort, retried; a
 //     failure is logged for repair and does not fail the order).
 //
-// A failure in 3 or 4 gives the reservation back and fails the create, so
-// no order exists without its stock and its timer. Cancel goes through the
+// A failure in 4 or 5 gives the reservation back and fails the create, so
+// no order exists without its stock and its timer; a failure anywhere
+// after 2 gives the allowance back. A write reported as failed that did
+// commit is found and answered as the order it made. Cancel goes through the
 // same close as the deadline (timeout.Decider), so one owner decides every
 // order's end.
 package ordering
@@ -33,6 +37,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -68,6 +73,14 @@ type Cart interface {
 	Clear(ctx context.Context, userID string, itemIDs []string) error
 }
 
+// Allowances holds shoppers' purchase allowances (store.Store).
+type Allowances interface {
+	// Limits returns the maxPerShopper of each limited item of ids.
+	Limits(ctx context.Context, ids []string) (map[string]int64, error)
+	ClaimAllowance(ctx context.Context, userID, orderID string, wants []domain.Want, limits map[string]int64, maxUnpaid int, sagaBudget time.Duration) error
+	ReleaseAllowance(ctx context.Context, userID, orderID string) error
+}
+
 // Timers schedules an order's timers (events.Timers on the broker).
 type Timers interface {
 	ScheduleTimeout(ctx context.Context, orderID string, deadline time.Time) error
@@ -88,18 +101,22 @@ type Settings struct {
 	SagaBudget time.Duration
 	// CallTimeout bounds one call to a peer (compensation, duplicate waits).
 	CallTimeout time.Duration
+	// MaxUnpaid caps a shopper's UNPAID orders (0: no cap).
+	MaxUnpaid int
 }
 
 // Service runs the operations.
 type Service struct {
-	Orders   Orders
-	Keys     Keys
-	Stock    Stock
-	Cart     Cart
-	Timers   Timers
-	Closer   Closer
-	Settings Settings
-	Now      func() time.Time
+	Orders Orders
+	Keys   Keys
+	Stock  Stock
+	Cart   Cart
+	Timers Timers
+	Closer Closer
+	// Allowances enforces the shopper limits (nil: none).
+	Allowances Allowances
+	Settings   Settings
+	Now        func() time.Time
 }
 
 func (s *Service) now() time.Time {
@@ -120,13 +137,11 @@ type CreateRequest struct {
 // MaxIdempotencyKey is the longest Idempotency-Key accepted.
 const MaxIdempotencyKey = 255
 
-// NewCreate validates a create: the wants, the payment timeout in seconds
-// (nil: the default) against the configured range, and the key. Every
-// failure is a *domain.InvalidError.
+// NewCreate validates a create of wants already checked by
+// domain.CheckWants: the payment timeout in seconds (nil: the default)
+// against the configured range, and the key. Every failure is a
+// *domain.InvalidError.
 func (s *Service) NewCreate(userID string, wants []domain.Want, timeoutSeconds *int64, key string) (CreateRequest, error) {
-	if err := domain.CheckWants(wants); err != nil {
-		return CreateRequest{}, err
-	}
 	d := s.Settings.TimeoutDefault
 	if timeoutSeconds != nil {
 		lo, hi := int64(s.Settings.TimeoutMin/time.Second), int64(s.Settings.TimeoutMax/time.Second)
@@ -158,10 +173,12 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (o domain.Order
 		}
 		defer func() {
 			state := domain.LeaseDone
-			if err != nil {
+			if err != nil && !errors.Is(err, errMayExist) {
 				state = domain.LeaseFailed
 			}
-			if serr := s.Keys.SettleKey(context.WithoutCancel(ctx), req.UserID, key, orderID, state); serr != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settings.CallTimeout)
+			defer cancel()
+			if serr := s.Keys.SettleKey(sctx, req.UserID, key, orderID, state); serr != nil {
 				logging.From(ctx).Warn("idempotency lease not settled; it expires by itself", logging.KeyOrderID, orderID, "error", serr.Error())
 			}
 		}()
@@ -197,9 +214,80 @@ func (s *Service) existing(ctx context.Context, userID string, lease domain.Leas
 	}
 }
 
+// errMayExist marks a create that failed while its order may have been
+// written (the write's outcome is unknown): its key stays on the order,
+// its allowance stays held, and the sweeper settles the rest.
+var errMayExist = errors.New("the order may exist")
+
 func (s *Service) saga(ctx context.Context, uid, orderID string, wants []domain.Want, payTimeout time.Duration) (domain.Order, error) {
 	log := logging.From(ctx).With(logging.KeyOrderID, orderID, "user_id", uid)
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String(logging.KeyOrderID, orderID))
+	held, err := s.claimAllowance(ctx, uid, orderID, wants)
+	if err != nil {
+		return domain.Order{}, err
+	}
+	o, err := s.reserveAndWrite(ctx, log, uid, orderID, wants, payTimeout)
+	if err != nil {
+		if held && !errors.Is(err, errMayExist) {
+			s.releaseAllowance(ctx, log, uid, orderID)
+		}
+		return domain.Order{}, err
+	}
+	itemIDs := make([]string, len(wants))
+	for i, w := range wants {
+		itemIDs[i] = w.ItemID
+	}
+	if err := s.Cart.Clear(ctx, uid, itemIDs); err != nil {
+		log.Error("cart not cleared after order; repair by clearing these items", "cart_clear_failed", true, "item_ids", itemIDs, "error", err.Error())
+	}
+	telemetry.Metrics().OrdersCreated.Add(ctx, 1)
+	log.Info("order created", "deadline", o.Deadline, "total_cents", o.TotalCents)
+	return o, nil
+}
+
+// claimAllowance holds orderID's part of uid's allowance, when a limit
+// applies to this create; held says whether one was claimed.
+func (s *Service) claimAllowance(ctx context.Context, uid, orderID string, wants []domain.Want) (held bool, err error) {
+	if s.Allowances == nil {
+		return false, nil
+	}
+	ids := make([]string, len(wants))
+	for i, w := range wants {
+		ids[i] = w.ItemID
+	}
+	limits, err := s.Allowances.Limits(ctx, ids)
+	if err != nil {
+		return false, err
+	}
+	if !domain.NeedsAllowance(wants, limits, s.Settings.MaxUnpaid) {
+		return false, nil
+	}
+	err = s.Allowances.ClaimAllowance(ctx, uid, orderID, wants, limits, s.Settings.MaxUnpaid, s.Settings.SagaBudget)
+	for _, reason := range []struct {
+		err  error
+		code string
+	}{{domain.ErrPurchaseLimit, "PURCHASE_LIMIT"}, {domain.ErrTooManyUnpaid, "TOO_MANY_UNPAID_ORDERS"}} {
+		if errors.Is(err, reason.err) {
+			telemetry.Metrics().OrdersRefused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason.code)))
+			logging.From(ctx).Info("create refused by a shopper limit", logging.KeyOrderID, orderID, "user_id", uid, "reason", reason.code)
+		}
+	}
+	return err == nil, err
+}
+
+// releaseAllowance gives a failed create's allowance back; if that fails,
+// the next claim of the shopper drops it once the saga budget has passed.
+func (s *Service) releaseAllowance(ctx context.Context, log *slog.Logger, uid, orderID string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settings.CallTimeout)
+	defer cancel()
+	if err := s.Allowances.ReleaseAllowance(cctx, uid, orderID); err != nil {
+		log.Warn("allowance not given back; the shopper's next create drops it after the saga budget", "error", err.Error())
+	}
+}
+
+// reserveAndWrite reserves the stock, schedules the timers and writes the
+// order, giving the stock back if a later step fails.
+func (s *Service) reserveAndWrite(ctx context.Context, log *slog.Logger, uid, orderID string, wants []domain.Want, payTimeout time.Duration) (domain.Order, error) {
 	lines, err := s.Stock.Reserve(ctx, orderID, wants)
 	if err != nil {
 		return domain.Order{}, err
@@ -221,33 +309,55 @@ func (s *Service) saga(ctx context.Context, uid, orderID string, wants []domain.
 		}
 	}
 	stored, _, err := s.Orders.CreateOrder(ctx, o)
-	if err != nil {
-		return domain.Order{}, s.compensate(ctx, log, orderID, fmt.Errorf("%w: write order: %w", domain.ErrUnavailable, err))
+	if err == nil {
+		return stored, nil
 	}
-	itemIDs := make([]string, len(wants))
-	for i, w := range wants {
-		itemIDs[i] = w.ItemID
+	cause := fmt.Errorf("%w: write order: %w", domain.ErrUnavailable, err)
+	if s.release(ctx, log, orderID, cause) {
+		return domain.Order{}, cause // given back: no order can be written any more
 	}
-	if err := s.Cart.Clear(ctx, uid, itemIDs); err != nil {
-		log.Error("cart not cleared after order; repair by clearing these items", "cart_clear_failed", true, "item_ids", itemIDs, "error", err.Error())
-	}
-	telemetry.Metrics().OrdersCreated.Add(ctx, 1)
-	log.Info("order created", "deadline", stored.Deadline, "total_cents", stored.TotalCents)
-	return stored, nil
-}
-
-// compensate gives the reservation back after a later step failed. If even
-// that fails, the orphan is released by the timer (or the sweeper) once the
-// saga budget has passed; the order can never be written meanwhile.
-func (s *Service) compensate(ctx context.Context, log *slog.Logger, orderID string, cause error) error {
+	// Nothing was given back: an order may hold the stock, its commit gone
+	// through although the caller saw an error (its deadline ended, it hung
+	// up). If so, that order is the answer.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settings.CallTimeout)
 	defer cancel()
-	if _, err := s.Stock.Release(cctx, orderID); err != nil {
-		log.Error("compensation failed: reservation left for the sweeper", "error", err.Error(), "cause", cause.Error())
-	} else {
-		log.Warn("create failed: reservation given back", "cause", cause.Error())
+	written, rerr := s.Orders.Order(cctx, orderID)
+	switch {
+	case rerr == nil:
+		log.Warn("order write reported an error but had committed; answering the order", "error", err.Error())
+		return written, nil
+	case errors.Is(rerr, domain.ErrNotFound):
+		return domain.Order{}, cause
+	default:
+		return domain.Order{}, fmt.Errorf("%w (%w)", cause, errMayExist)
 	}
+}
+
+// compensate gives the reservation back after a later step failed and
+// returns cause.
+func (s *Service) compensate(ctx context.Context, log *slog.Logger, orderID string, cause error) error {
+	s.release(ctx, log, orderID, cause)
 	return cause
+}
+
+// release gives the reservation back unless an order with this id exists
+// (checked in DeductStock's transaction), and reports whether it did. If
+// even that fails, the orphan is released by the timer (or the sweeper)
+// once the saga budget has passed; the order can never be written
+// meanwhile.
+func (s *Service) release(ctx context.Context, log *slog.Logger, orderID string, cause error) bool {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settings.CallTimeout)
+	defer cancel()
+	restored, err := s.Stock.Release(cctx, orderID)
+	switch {
+	case err != nil:
+		log.Error("compensation failed: reservation left for the sweeper", "error", err.Error(), "cause", cause.Error())
+	case restored:
+		log.Warn("create failed: reservation given back", "cause", cause.Error())
+	default:
+		log.Warn("create failed: nothing given back (given back already, or an order holds it)", "cause", cause.Error())
+	}
+	return restored
 }
 
 // CheckTimes returns the early-check instants of an order created at now,

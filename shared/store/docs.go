@@ -51,6 +51,8 @@ type itemDoc struct {
 	PriceCents int64  `firestore:"priceCents"`
 	Stock      int64  `firestore:"stock"`            // K = 1: the stock; K > 1: 0
 	Shards     int    `firestore:"shards,omitempty"` // K; absent: 1
+	// MaxPerShopper: absent, no limit.
+	MaxPerShopper int64 `firestore:"maxPerShopper,omitempty"`
 }
 
 // shardDoc is one shard of an item's stock (items/{id}/shards/{k}).

@@ -165,6 +165,7 @@ func (s *Store) StaleReservations(ctx context.Context, before time.Time, limit i
 var storedDocs = map[string]any{
 	ColItems: itemDoc{}, ColShards: shardDoc{}, ColReservations: reservationDoc{}, ColOrders: orderDoc{},
 	ColPayOrders: payOrderDoc{}, ColWallets: walletDoc{}, ColCarts: cartDoc{}, ColIdempotency: leaseDoc{},
+	ColShoppers: allowanceDoc{},
 }
 
 // StoredFields lists, per collection (group), the top-level fields the

@@ -57,7 +57,7 @@ func decodeItem(snap *firestore.DocumentSnapshot) (domain.Item, error) {
 	if err := snap.DataTo(&d); err != nil {
 		return domain.Item{}, fmt.Errorf("decode item %q: %w", snap.Ref.ID, err)
 	}
-	return domain.Item{ID: snap.Ref.ID, Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock, Shards: max(d.Shards, 1)}, nil
+	return domain.Item{ID: snap.Ref.ID, Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock, Shards: max(d.Shards, 1), MaxPerShopper: d.MaxPerShopper}, nil
 }
 
 // stockView is an item with each shard's stock and update time, as read
@@ -189,6 +189,9 @@ func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
 	if err := domain.CheckShards("shards", it.Shards); err != nil {
 		return err
 	}
+	if err := domain.CheckMaxPerShopper("maxPerShopper", it.MaxPerShopper); err != nil {
+		return err
+	}
 	k := it.ShardCount()
 	return s.tx(ctx, func(t *firestore.Transaction) error {
 		old := 1
@@ -203,7 +206,7 @@ func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
 			}
 			old = o.Shards
 		}
-		d := itemDoc{Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock}
+		d := itemDoc{Name: it.Name, PriceCents: it.PriceCents, Stock: it.Stock, MaxPerShopper: it.MaxPerShopper}
 		if k > 1 {
 			d.Stock, d.Shards = 0, k
 			for i, n := range domain.Spread(it.Stock, k) {

@@ -28,6 +28,9 @@ type Instruments struct {
 	// SweeperFinds: orders or reservations the sweeper had to decide; any
 	// find means a timer was lost or late (attribute kind: overdue, orphan).
 	SweeperFinds metric.Int64Counter
+	// OrdersRefused: creates refused by a shopper limit (attribute reason:
+	// PURCHASE_LIMIT, TOO_MANY_UNPAID_ORDERS), so hoarding shows.
+	OrdersRefused metric.Int64Counter
 }
 
 var (
@@ -46,6 +49,7 @@ func Metrics() *Instruments {
 		inst.TimeoutLateness, _ = m.Float64Histogram("orders.timeout.lateness", metric.WithUnit("s"),
 			metric.WithDescription("Seconds from an order's deadline to its cancellation."),
 			metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+		inst.OrdersRefused, _ = m.Int64Counter("orders.refused", metric.WithDescription("Creates refused by a shopper limit, by reason (PURCHASE_LIMIT, TOO_MANY_UNPAID_ORDERS)."))
 		inst.SweeperFinds, _ = m.Int64Counter("sweeper.finds", metric.WithDescription("Orders or reservations the sweeper decided; non-zero means a timer was lost or late."))
 	})
 	return inst

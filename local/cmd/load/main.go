@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,7 @@ import (
 type options struct {
 	orders, users, items, parallel int
 	shards                         int
-	stock                          int64
+	stock, maxPerShopper           int64
 	rate, payFraction, cancelFrac  float64
 	timeout, grace, settle         time.Duration
 	out, env                       string
@@ -49,6 +50,7 @@ func main() {
 	flag.IntVar(&o.items, "items", 100, "distinct items")
 	flag.IntVar(&o.shards, "shards", 1, "stock shards per item (a flash sale: -items 1 -shards 16)")
 	flag.Int64Var(&o.stock, "stock", 1_000_000, "stock per item (below the orders' units: the rest are refused 409, counted as failed)")
+	flag.Int64Var(&o.maxPerShopper, "max-per-shopper", 0, "each item's purchase limit per shopper (0: none); refusals are counted by reason")
 	flag.IntVar(&o.parallel, "parallel", 64, "requests in flight at most")
 	flag.Float64Var(&o.payFraction, "pay", 0.5, "fraction of orders paid (at a random time up to 1.3 × the timeout)")
 	flag.Float64Var(&o.cancelFrac, "cancel", 0, "fraction of the unpaid orders the shopper cancels (at a random time before the deadline)")
@@ -99,7 +101,11 @@ func run(o options) error {
 	var d seed.Data
 	for i := range o.items {
 		id := fmt.Sprintf("%s-item%04d", run, i)
-		d.Items = append(d.Items, seed.Item{ItemID: id, Name: id, PriceCents: int64(100 + i%900), Stock: o.stock, Shards: o.shards})
+		it := seed.Item{ItemID: id, Name: id, PriceCents: int64(100 + i%900), Stock: o.stock, Shards: o.shards}
+		if o.maxPerShopper > 0 {
+			it.MaxPerShopper = &o.maxPerShopper
+		}
+		d.Items = append(d.Items, it)
 		init.Stock[id] = o.stock
 	}
 	for i := range o.users {
@@ -117,6 +123,7 @@ func run(o options) error {
 		created, failed, paid, payRefused, cancelled, cancelRefused atomic.Int64
 		mu                                                          sync.Mutex
 		latencies                                                   []time.Duration
+		refusals                                                    = map[string]int{}
 		ids                                                         = map[string]bool{}
 		wg                                                          sync.WaitGroup
 		sem                                                         = make(chan struct{}, o.parallel)
@@ -209,11 +216,20 @@ func run(o options) error {
 			}
 			var ord createorder.OrderJSON
 			t0 := time.Now()
-			_, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/", user, map[string]any{"items": lines, "paymentTimeoutSeconds": int(o.timeout / time.Second)}, &ord)
+			code, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/", user, map[string]any{"items": lines, "paymentTimeoutSeconds": int(o.timeout / time.Second)}, &ord)
 			lat := time.Since(t0)
 			<-sem
 			if err != nil {
 				failed.Add(1)
+				reason := fmt.Sprint(code)
+				for _, c := range []string{"PURCHASE_LIMIT", "TOO_MANY_UNPAID_ORDERS", "INSUFFICIENT_STOCK", "UNAVAILABLE"} {
+					if strings.Contains(err.Error(), `"`+c+`"`) {
+						reason += " " + c
+					}
+				}
+				mu.Lock()
+				refusals[reason]++
+				mu.Unlock()
 				return
 			}
 			created.Add(1)
@@ -289,6 +305,9 @@ func run(o options) error {
 		time.Sleep(2 * time.Second)
 	}
 	fmt.Printf("create throughput  %.1f orders/s (%d in %v, %d failed)\n", float64(created.Load())/createSpan.Seconds(), created.Load(), createSpan.Round(time.Millisecond), failed.Load())
+	if len(refusals) > 0 {
+		fmt.Printf("creates refused    %v\n", refusals)
+	}
 	fmt.Printf("create latency     p50 %v  p99 %v\n", percentile(latencies, 0.5).Round(time.Millisecond), percentile(latencies, 0.99).Round(time.Millisecond))
 	if len(lateness) > 0 {
 		fmt.Printf("timeout lateness   p50 %v  p99 %v  max %v  (deadline → CANCELLED, %d orders)\n",
