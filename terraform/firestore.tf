@@ -89,11 +89,13 @@ resource "google_firestore_index" "orders_user_status_created" {
 # each collection near 500 writes/s. Composite indexes do not depend on
 # single-field ones. To query a field by hand in the console, remove it here.
 locals {
+  ttl_fields = ["idempotency.expireAt", "orders.expireAt", "outbox.expireAt"]
   unindexed_fields = {
     carts        = ["lines"]
-    idempotency  = ["orderId", "requestHash", "state", "until", "userId"]
+    idempotency  = ["expireAt", "orderId", "requestHash", "state", "until", "userId"]
     items        = ["maxPerShopper", "name", "priceCents", "shards", "stock"]
-    orders       = ["cancelReason", "cancelledAt", "createdAt", "deadline", "items", "paidAt", "status", "sweepShard", "totalCents", "userId"]
+    orders       = ["cancelReason", "cancelledAt", "createdAt", "deadline", "expireAt", "items", "paidAt", "remindedFor", "status", "sweepShard", "totalCents", "userId"]
+    outbox       = ["createdAt", "expireAt", "order", "orderId", "time", "type"]
     payOrders    = ["amountCents", "closedAt", "createdAt", "paidAt", "payOrderId", "status", "userId"]
     reservations = ["createdAt", "lines", "restoredAt", "state", "sweepShard", "takes"]
     shards       = ["stock"]
@@ -113,4 +115,12 @@ resource "google_firestore_field" "unindexed" {
   field      = each.value.field
   # An empty index_config removes every single-field index of the field.
   index_config {}
+  # Retention: Firestore's TTL policy deletes a document once this field's
+  # time has passed (store.TTLFields; decided orders after ORDER_RETENTION,
+  # idempotency keys a week after their create, undelivered events after
+  # 30 days).
+  dynamic "ttl_config" {
+    for_each = contains(local.ttl_fields, "${each.value.collection}.${each.value.field}") ? [1] : []
+    content {}
+  }
 }

@@ -50,6 +50,10 @@ locals {
     SWEEP_GRACE                   = "1m"
     SWEEP_SAGA_BUDGET             = "2m"
     MAX_UNPAID_ORDERS_PER_SHOPPER = tostring(var.max_unpaid_orders_per_shopper)
+    EVENTS_TOPIC                  = google_pubsub_topic.order_events.name
+    PUBSUB_PROJECT_ID             = var.project_id
+    REMIND_BEFORE                 = var.remind_before
+    ORDER_RETENTION               = var.order_retention
     LOG_LEVEL                     = "info"
     TRACE_EXPORTER                = "gcp"
   }

@@ -54,6 +54,30 @@ variable "max_unpaid_orders_per_shopper" {
   }
 }
 
+variable "events_topic" {
+  description = "The Pub/Sub topic of the order events (EVENTS_TOPIC)."
+  type        = string
+  default     = "order-events"
+}
+
+variable "events_audit_subscription" {
+  description = "Create a pull subscription <events_topic>-audit (with a dead-letter topic) to read the events."
+  type        = bool
+  default     = true
+}
+
+variable "remind_before" {
+  description = "An orders.deadline.approaching.v1 event this long before each unpaid order's deadline (Go duration; \"0\": off)."
+  type        = string
+  default     = "0"
+}
+
+variable "order_retention" {
+  description = "How long a decided order is kept before Firestore's TTL policy deletes it (Go duration; \"0\": forever)."
+  type        = string
+  default     = "2160h"
+}
+
 variable "broker_mode" {
   description = "How timers wait: \"ladder\" (TTL tier queues, no plugin, quorum queues that survive a node) or \"plugin\" (an x-delayed-message exchange; only with amqp_url naming a broker that has rabbitmq_delayed_message_exchange enabled, which the Compute Engine broker here does not)."
   type        = string

@@ -1,8 +1,6 @@
 package createorder
 
 import (
-	"time"
-
 	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
@@ -20,19 +18,8 @@ type ExtendRequest struct {
 	Deadline string `json:"deadline"`
 }
 
-// OrderJSON is the contract's view of an order.
-type OrderJSON struct {
-	OrderID      string             `json:"orderId"`
-	UserID       string             `json:"userId"`
-	Status       string             `json:"status"`
-	Items        []clients.LineJSON `json:"items"`
-	TotalCents   int64              `json:"totalCents"`
-	Deadline     string             `json:"deadline"`
-	CreatedAt    string             `json:"createdAt"`
-	PaidAt       string             `json:"paidAt,omitempty"`
-	CancelledAt  string             `json:"cancelledAt,omitempty"`
-	CancelReason string             `json:"cancelReason,omitempty"`
-}
+// OrderJSON is the contract's view of an order (shared with the order events).
+type OrderJSON = clients.OrderJSON
 
 // ListJSON is the answer of GET /.
 type ListJSON struct {
@@ -40,20 +27,5 @@ type ListJSON struct {
 	NextPageToken string      `json:"nextPageToken,omitempty"`
 }
 
-func rfc3339(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
-
 // View converts an order to its wire form.
-func View(o domain.Order) OrderJSON {
-	v := OrderJSON{OrderID: o.ID, UserID: o.UserID, Status: string(o.Status), TotalCents: o.TotalCents,
-		Deadline: rfc3339(o.Deadline), CreatedAt: rfc3339(o.CreatedAt), PaidAt: rfc3339(o.PaidAt),
-		CancelledAt: rfc3339(o.CancelledAt), CancelReason: o.CancelReason, Items: make([]clients.LineJSON, len(o.Items))}
-	for i, l := range o.Items {
-		v.Items[i] = clients.LineJSON(l)
-	}
-	return v
-}
+func View(o domain.Order) OrderJSON { return clients.OrderView(o) }

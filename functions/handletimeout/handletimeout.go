@@ -145,7 +145,7 @@ func (h *Handler) parse(e cloudevents.Event) (string, func(context.Context) (tim
 		err      error
 	)
 	switch e.Type() {
-	case events.TypeTimeoutDue, events.TypePaymentCheck:
+	case events.TypeTimeoutDue, events.TypePaymentCheck, events.TypeReminderDue:
 		orderID, deadline, err = events.ParseTimeout(e.Data())
 	case events.TypePaymentSucceeded:
 		orderID, err = events.ParsePaid(e.Data())
@@ -155,8 +155,11 @@ func (h *Handler) parse(e cloudevents.Event) (string, func(context.Context) (tim
 	if err != nil {
 		return "", nil, domain.Invalidf("malformed %s data: %s", e.Type(), invalidMsg(err))
 	}
-	if e.Type() == events.TypeTimeoutDue {
+	switch e.Type() {
+	case events.TypeTimeoutDue:
 		return orderID, func(ctx context.Context) (timeout.Outcome, error) { return h.decider.Due(ctx, orderID, deadline) }, nil
+	case events.TypeReminderDue:
+		return orderID, func(ctx context.Context) (timeout.Outcome, error) { return h.decider.Remind(ctx, orderID, deadline) }, nil
 	}
 	return orderID, func(ctx context.Context) (timeout.Outcome, error) { return h.decider.Check(ctx, orderID) }, nil
 }

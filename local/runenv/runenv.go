@@ -5,6 +5,7 @@ package runenv
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/shared/auth"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 )
 
 // Env is the running system.
@@ -24,7 +26,27 @@ type Env struct {
 	InternalSecret string
 	URL            map[string]string // by entry point, e.g. URL["CreateOrder"]
 	ClusterNodes   []string          // with RABBITMQ_CLUSTER: each node's name=pidfile
-	client         *http.Client
+	// The order events: the Pub/Sub emulator, the topic's project, the
+	// topic and the run's shared subscription.
+	PubSubHost, PubSubProject, EventsTopic, EventsSubscription string
+	client                                                     *http.Client
+}
+
+// ListenEvents subscribes to the run's order events with a subscription of
+// its own (name), created now, and calls f for each event until ctx ends.
+// It sets PUBSUB_EMULATOR_HOST for this process. The returned channel
+// closes when listening stopped.
+func (e *Env) ListenEvents(ctx context.Context, name string, f func(orderevents.Received)) (<-chan error, error) {
+	if e.PubSubHost == "" {
+		return nil, fmt.Errorf("the running make run has no Pub/Sub emulator (restart make run)")
+	}
+	os.Setenv("PUBSUB_EMULATOR_HOST", e.PubSubHost)
+	if err := orderevents.EnsureTopic(ctx, e.PubSubProject, e.EventsTopic, name); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- orderevents.Listen(ctx, e.PubSubProject, name, f) }()
+	return done, nil
 }
 
 // Load reads path (default .run/env).
@@ -50,6 +72,14 @@ func Load(path string) (*Env, error) {
 			e.UserSecret = v
 		case k == "INTERNAL_SHARED_SECRET":
 			e.InternalSecret = v
+		case k == "PUBSUB_EMULATOR_HOST":
+			e.PubSubHost = v
+		case k == "PUBSUB_PROJECT_ID":
+			e.PubSubProject = v
+		case k == "EVENTS_TOPIC":
+			e.EventsTopic = v
+		case k == "EVENTS_SUBSCRIPTION":
+			e.EventsSubscription = v
 		case k == "RABBITMQ_CLUSTER_NODES" && v != "":
 			e.ClusterNodes = strings.Split(v, ",")
 		case strings.HasPrefix(k, "URL_"):

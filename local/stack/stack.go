@@ -31,6 +31,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 	"github.com/ordertimeout/ordertimeout/shared/ordering"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/store"
@@ -87,6 +88,9 @@ type Stack struct {
 	Relay       *relay.Relay
 	Sweeper     *sweeper.Sweeper
 	AuthSecret  []byte
+
+	evMu   sync.Mutex
+	events []orderevents.Received
 
 	mu      sync.Mutex
 	servers map[string]*server
@@ -156,6 +160,7 @@ func (dropper) AnnouncePaid(context.Context, string, string, time.Time) error { 
 func Start(t testing.TB, opt Options) *Stack {
 	t.Helper()
 	testenv.FirestoreHost(t)
+	testenv.PubSubHost(t)
 	project := testenv.ProjectID(t)
 	amqpURL := opt.AMQPURL
 	if amqpURL == "" {
@@ -176,8 +181,14 @@ func Start(t testing.TB, opt Options) *Stack {
 	// Most tests drive many orders per shopper; the shopper-limit tests
 	// (and BenchmarkHotItem's limited setup) set the cap back on.
 	cfg.MaxUnpaidPerShopper = 0
+	cfg.EventsProject = project
 	if opt.Configure != nil {
 		opt.Configure(&cfg)
+	}
+	if cfg.EventsTopic != config.EventsOff {
+		if err := orderevents.EnsureTopic(context.Background(), cfg.EventsProject, cfg.EventsTopic, "stack"); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	log := logging.New(io.Discard, slog.LevelInfo)
@@ -207,6 +218,21 @@ func Start(t testing.TB, opt Options) *Stack {
 	env.Timers = events.Timers{Publisher: env.Publisher}
 	t.Cleanup(func() { _ = env.Publisher.Close() })
 	s := &Stack{T: t, Cfg: cfg, Env: env, Store: env.Store, Topology: topo, Publisher: env.Publisher, AuthSecret: []byte(cfg.AuthSecret), servers: servers}
+	if env.Events != nil {
+		lctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := orderevents.Listen(lctx, cfg.EventsProject, "stack", func(r orderevents.Received) {
+				s.evMu.Lock()
+				s.events = append(s.events, r)
+				s.evMu.Unlock()
+			}); err != nil {
+				t.Errorf("order events subscription: %v", err)
+			}
+		}()
+		t.Cleanup(func() { stop(); <-done })
+	}
 
 	var announce pay.Announcer = env.Timers
 	if opt.DropAnnouncements {
@@ -241,6 +267,10 @@ func Start(t testing.TB, opt Options) *Stack {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = st.Close() })
+		if env.Events != nil {
+			st.SetEventSink(env.Events)
+		}
+		st.SetRetention(cfg.OrderRetention)
 		other := *env
 		other.Store = st
 		osvc := other.Ordering()
@@ -270,6 +300,31 @@ func Start(t testing.TB, opt Options) *Stack {
 		s.StartRelay(relay.Options{BackoffBase: backoff, BackoffMax: 2 * time.Second, Concurrency: 16, Log: log})
 	}
 	return s
+}
+
+// Events returns the order events received on the topic so far (every
+// copy, in arrival order).
+func (s *Stack) Events() []orderevents.Received {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	return append([]orderevents.Received(nil), s.events...)
+}
+
+// WaitEvents waits until ok holds for the events received, or fails the
+// test after within.
+func (s *Stack) WaitEvents(within time.Duration, ok func([]orderevents.Received) bool) []orderevents.Received {
+	s.T.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		evs := s.Events()
+		if ok(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("order events: condition not met within %v; received %d", within, len(evs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // StartRelay runs a relay with opt (target, broker and token filled in);

@@ -21,6 +21,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 	"github.com/ordertimeout/ordertimeout/shared/ordering"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/sweeper"
@@ -40,6 +41,9 @@ type Env struct {
 	Internal  auth.Internal
 	Signer    auth.Signer
 	Publisher *broker.Publisher
+	// Events delivers order events (nil when EVENTS_TOPIC is none or no
+	// store is configured).
+	Events *orderevents.Dispatcher
 	// Peers: the other functions (clients of their URLs unless replaced).
 	Stock clients.Stock
 	Cart  clients.Cart
@@ -69,7 +73,7 @@ func (e *Env) Ordering() *ordering.Service {
 		Settings: ordering.Settings{
 			TimeoutDefault: e.Cfg.TimeoutDefault, TimeoutMin: e.Cfg.TimeoutMin, TimeoutMax: e.Cfg.TimeoutMax,
 			CheckLadder: e.Cfg.CheckLadder, SagaBudget: e.Cfg.SweepSagaBudget, CallTimeout: e.Cfg.CallTimeout,
-			MaxUnpaid: e.Cfg.MaxUnpaidPerShopper,
+			MaxUnpaid: e.Cfg.MaxUnpaidPerShopper, RemindBefore: e.Cfg.RemindBefore,
 		},
 	}
 	if e.Store != nil {
@@ -80,7 +84,11 @@ func (e *Env) Ordering() *ordering.Service {
 
 // Sweeper is the safety net with production's page sizes.
 func (e *Env) Sweeper() *sweeper.Sweeper {
-	return &sweeper.Sweeper{Find: e.Store, Decider: e.Decider(), Grace: e.Cfg.SweepGrace, SagaBudget: e.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
+	sw := &sweeper.Sweeper{Find: e.Store, Decider: e.Decider(), Grace: e.Cfg.SweepGrace, SagaBudget: e.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
+	if e.Events != nil {
+		sw.Events = e.Events
+	}
+	return sw
 }
 
 // Topology returns the broker topology of the configuration.
@@ -110,6 +118,15 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*Env, erro
 		var err error
 		if e.Store, err = store.New(ctx, cfg.Project); err != nil {
 			return nil, err
+		}
+		e.Store.SetRetention(cfg.OrderRetention)
+		if cfg.EventsTopic != config.EventsOff {
+			pub, err := orderevents.NewPublisher(ctx, cfg.EventsProject, cfg.EventsTopic)
+			if err != nil {
+				return nil, err
+			}
+			e.Events = &orderevents.Dispatcher{Publisher: pub, Outbox: e.Store}
+			e.Store.SetEventSink(e.Events)
 		}
 	}
 	if cfg.AMQPURL != "" {

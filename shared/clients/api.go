@@ -38,6 +38,39 @@ func Wants(lines []LineJSON) ([]domain.Want, error) {
 	return wants, nil
 }
 
+// OrderJSON is the contract's view of an order: CreateOrder's answers and
+// the data of the order events.
+type OrderJSON struct {
+	OrderID      string     `json:"orderId"`
+	UserID       string     `json:"userId"`
+	Status       string     `json:"status"`
+	Items        []LineJSON `json:"items"`
+	TotalCents   int64      `json:"totalCents"`
+	Deadline     string     `json:"deadline"`
+	CreatedAt    string     `json:"createdAt"`
+	PaidAt       string     `json:"paidAt,omitempty"`
+	CancelledAt  string     `json:"cancelledAt,omitempty"`
+	CancelReason string     `json:"cancelReason,omitempty"`
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// OrderView converts an order to its wire form.
+func OrderView(o domain.Order) OrderJSON {
+	v := OrderJSON{OrderID: o.ID, UserID: o.UserID, Status: string(o.Status), TotalCents: o.TotalCents,
+		Deadline: rfc3339(o.Deadline), CreatedAt: rfc3339(o.CreatedAt), PaidAt: rfc3339(o.PaidAt),
+		CancelledAt: rfc3339(o.CancelledAt), CancelReason: o.CancelReason, Items: make([]LineJSON, len(o.Items))}
+	for i, l := range o.Items {
+		v.Items[i] = LineJSON(l)
+	}
+	return v
+}
+
 // DeductRequest is DeductStock's POST / body.
 type DeductRequest struct {
 	OrderID string     `json:"orderId"`

@@ -38,6 +38,10 @@ const (
 	EnvSweepGrace         = "SWEEP_GRACE"
 	EnvSweepSagaBudget    = "SWEEP_SAGA_BUDGET"
 	EnvMaxUnpaid          = "MAX_UNPAID_ORDERS_PER_SHOPPER"
+	EnvEventsTopic        = "EVENTS_TOPIC"
+	EnvEventsProject      = "PUBSUB_PROJECT_ID"
+	EnvRemindBefore       = "REMIND_BEFORE"
+	EnvOrderRetention     = "ORDER_RETENTION"
 	EnvLogLevel           = "LOG_LEVEL"
 	EnvTraceExporter      = "TRACE_EXPORTER"
 	EnvRelayTarget        = "RELAY_TARGET_URL"
@@ -99,10 +103,27 @@ type Config struct {
 	SweepSagaBudget time.Duration
 	// MaxUnpaidPerShopper caps a shopper's UNPAID orders (0: no cap).
 	MaxUnpaidPerShopper int
+
+	// EventsTopic is the order events' Pub/Sub topic ("none": events off),
+	// in EventsProject.
+	EventsTopic   string
+	EventsProject string
+	// RemindBefore: an orders.deadline.approaching.v1 event this long
+	// before an UNPAID order's deadline (0: off).
+	RemindBefore time.Duration
+	// OrderRetention: how long a decided order is kept (its expireAt,
+	// for Firestore's TTL policy; 0: forever).
+	OrderRetention time.Duration
 }
 
-// DefaultMaxUnpaid is MAX_UNPAID_ORDERS_PER_SHOPPER's default.
-const DefaultMaxUnpaid = 10
+// Defaults of the order settings.
+const (
+	DefaultMaxUnpaid      = 10             // MAX_UNPAID_ORDERS_PER_SHOPPER
+	DefaultEventsTopic    = "order-events" // EVENTS_TOPIC
+	DefaultOrderRetention = 90 * 24 * time.Hour
+	// EventsOff as EVENTS_TOPIC turns order events off.
+	EventsOff = "none"
+)
 
 // FunctionVars is every variable a function reads (Load reads exactly
 // these; a test holds it to that, and another compares it with terraform).
@@ -110,7 +131,7 @@ var FunctionVars = []string{
 	EnvProject, EnvAuthMode, EnvAuthSecret, EnvAuthProject, EnvInternalMode, EnvInternalSecret, EnvInternalCallers,
 	EnvInternalAudience, EnvDeductStockURL, EnvClearCartURL, EnvPayURL, EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix,
 	EnvTimeoutDefault, EnvTimeoutMin, EnvTimeoutMax, EnvCallTimeout, EnvCheckLadder, EnvSweepGrace, EnvSweepSagaBudget,
-	EnvLogLevel, EnvTraceExporter, EnvMaxUnpaid,
+	EnvLogLevel, EnvTraceExporter, EnvMaxUnpaid, EnvEventsTopic, EnvEventsProject, EnvRemindBefore, EnvOrderRetention,
 }
 
 // Lookup reads one variable; os.LookupEnv in production.
@@ -199,6 +220,10 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 		SweepSagaBudget: dur(EnvSweepSagaBudget, 2*time.Minute),
 	}
 	c.MaxUnpaidPerShopper = e.num(EnvMaxUnpaid, DefaultMaxUnpaid)
+	c.EventsTopic = str(EnvEventsTopic, DefaultEventsTopic)
+	c.EventsProject = str(EnvEventsProject, c.Project)
+	c.RemindBefore = dur(EnvRemindBefore, 0)
+	c.OrderRetention = dur(EnvOrderRetention, DefaultOrderRetention)
 	c.InternalCallers = e.list(EnvInternalCallers)
 	for _, s := range e.list(EnvInternalAudience) {
 		c.InternalAudiences = append(c.InternalAudiences, strings.TrimRight(s, "/"))

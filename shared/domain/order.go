@@ -36,6 +36,8 @@ type Order struct {
 	PaidAt       time.Time
 	CancelledAt  time.Time
 	CancelReason string
+	// RemindedFor is the deadline an "approaching" reminder was sent for.
+	RemindedFor time.Time
 }
 
 // NewOrder builds an UNPAID order from reserved lines. The total is computed
@@ -94,5 +96,19 @@ func (o *Order) ExtendDeadline(to time.Time) Change {
 		return NoOp
 	}
 	o.Deadline = to.UTC()
+	return Applied
+}
+
+// Remind records that the reminder for deadline was sent: only for an
+// UNPAID order whose deadline is still that one, and once per deadline.
+func (o *Order) Remind(deadline time.Time) Change {
+	if o.Status != OrderUnpaid {
+		return Refused
+	}
+	deadline = deadline.UTC().Truncate(time.Microsecond) // as stored
+	if !o.Deadline.Equal(deadline) || o.RemindedFor.Equal(deadline) {
+		return NoOp
+	}
+	o.RemindedFor = deadline.UTC()
 	return Applied
 }

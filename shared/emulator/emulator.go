@@ -1,5 +1,5 @@
-// Package emulator starts the Firestore emulator (gcloud's Java server) for
-// the local run and the test harness, the one way both do it.
+// Package emulator starts gcloud's Firestore and Pub/Sub emulators (Java
+// servers) for the local run and the test harness, the one way both do it.
 package emulator
 
 import (
@@ -30,6 +30,16 @@ var ErrNoGcloud = errors.New("gcloud is not on PATH: install the Google Cloud SD
 // emulator's own WebSocket port collide), another port is tried, three in
 // all.
 func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
+	return start(g, out, "firestore-emulator", "Firestore", "emulators", "firestore")
+}
+
+// StartPubSub starts the Pub/Sub emulator in the same way (gcloud's
+// pubsub-emulator component). Clients find it through PUBSUB_EMULATOR_HOST.
+func StartPubSub(g *proc.Group, out io.Writer) (*Emulator, error) {
+	return start(g, out, "pubsub-emulator", "Pub/Sub", "beta", "emulators", "pubsub")
+}
+
+func start(g *proc.Group, out io.Writer, name, what string, command ...string) (*Emulator, error) {
 	if _, err := exec.LookPath("gcloud"); err != nil {
 		return nil, ErrNoGcloud
 	}
@@ -40,7 +50,8 @@ func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
 			return nil, err
 		}
 		host := fmt.Sprintf("127.0.0.1:%d", port)
-		p, err := g.Start("firestore-emulator", out, nil, "gcloud", "emulators", "firestore", "start", "--host-port="+host, "--quiet")
+		args := append(append([]string{}, command...), "start", "--host-port="+host, "--quiet")
+		p, err := g.Start(name, out, nil, "gcloud", args...)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +60,7 @@ func Start(g *proc.Group, out io.Writer) (*Emulator, error) {
 		}
 		p.Stop(5 * time.Second)
 	}
-	return nil, fmt.Errorf("the Firestore emulator did not start: %w", last)
+	return nil, fmt.Errorf("the %s emulator did not start: %w", what, last)
 }
 
 // Ready waits until the emulator at host answers "Ok", for at most within,

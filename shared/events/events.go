@@ -22,6 +22,9 @@ const (
 	TypePaymentSucceeded = "orders.payment.succeeded.v1"
 	// TypePaymentCheck: an early check of an unpaid order's payment.
 	TypePaymentCheck = "orders.payment.check.v1"
+	// TypeReminderDue: REMIND_BEFORE an order's deadline, time to tell
+	// the shop (orders.deadline.approaching.v1) if it is still unpaid.
+	TypeReminderDue = "orders.deadline.remind.v1"
 )
 
 // Source is the CloudEvent source the relay sets.
@@ -60,6 +63,21 @@ func Check(orderID string, deadline, at, now time.Time, trace string) broker.Mes
 	return broker.Message{
 		ID:        "check-" + orderID + "-" + strconv.FormatInt(at.UnixMilli(), 10),
 		Type:      TypePaymentCheck,
+		Subject:   orderID,
+		Data:      data,
+		DueAt:     at,
+		CreatedAt: now,
+		Trace:     trace,
+	}
+}
+
+// Reminder builds the reminder of orderID's deadline, due at `at`; its id
+// is stable per (order, deadline).
+func Reminder(orderID string, deadline, at, now time.Time, trace string) broker.Message {
+	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
+	return broker.Message{
+		ID:        "remind-" + orderID + "-" + strconv.FormatInt(deadline.UnixMilli(), 10),
+		Type:      TypeReminderDue,
 		Subject:   orderID,
 		Data:      data,
 		DueAt:     at,
@@ -138,6 +156,11 @@ func (t Timers) ScheduleTimeout(ctx context.Context, orderID string, deadline ti
 // ScheduleCheck schedules an early payment check of orderID at `at`.
 func (t Timers) ScheduleCheck(ctx context.Context, orderID string, deadline, at time.Time) error {
 	return t.Publisher.Publish(ctx, Check(orderID, deadline, at, t.now(), telemetry.Inject(ctx)))
+}
+
+// ScheduleReminder schedules the reminder of orderID's deadline at `at`.
+func (t Timers) ScheduleReminder(ctx context.Context, orderID string, deadline, at time.Time) error {
+	return t.Publisher.Publish(ctx, Reminder(orderID, deadline, at, t.now(), telemetry.Inject(ctx)))
 }
 
 // AnnouncePaid announces that orderID was paid with payOrderID at paidAt.

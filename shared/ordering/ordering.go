@@ -85,6 +85,7 @@ type Allowances interface {
 type Timers interface {
 	ScheduleTimeout(ctx context.Context, orderID string, deadline time.Time) error
 	ScheduleCheck(ctx context.Context, orderID string, deadline, at time.Time) error
+	ScheduleReminder(ctx context.Context, orderID string, deadline, at time.Time) error
 }
 
 // Closer ends an UNPAID order (timeout.Decider).
@@ -103,6 +104,9 @@ type Settings struct {
 	CallTimeout time.Duration
 	// MaxUnpaid caps a shopper's UNPAID orders (0: no cap).
 	MaxUnpaid int
+	// RemindBefore schedules a deadline-approaching reminder this long
+	// before each deadline (0: none).
+	RemindBefore time.Duration
 }
 
 // Service runs the operations.
@@ -292,15 +296,17 @@ func (s *Service) reserveAndWrite(ctx context.Context, log *slog.Logger, uid, or
 	if err != nil {
 		return domain.Order{}, err
 	}
-	now := s.now()
+	// Firestore keeps microseconds: the order, its timers and its events
+	// carry the times a read gives back.
+	now := s.now().Truncate(time.Microsecond)
 	o, err := domain.NewOrder(orderID, uid, lines, now, now.Add(payTimeout))
 	if err != nil {
 		// DeductStock checks the totals before it takes anything; this only
 		// guards a peer that did not.
 		return domain.Order{}, s.compensate(ctx, log, orderID, err)
 	}
-	if err := s.Timers.ScheduleTimeout(ctx, orderID, o.Deadline); err != nil {
-		return domain.Order{}, s.compensate(ctx, log, orderID, fmt.Errorf("%w: schedule timeout: %w", domain.ErrUnavailable, err))
+	if err := s.scheduleTimers(ctx, orderID, o.Deadline); err != nil {
+		return domain.Order{}, s.compensate(ctx, log, orderID, err)
 	}
 	for _, at := range CheckTimes(now, o.Deadline, s.Settings.CheckLadder) {
 		if err := s.Timers.ScheduleCheck(ctx, orderID, o.Deadline, at); err != nil {
@@ -331,6 +337,22 @@ func (s *Service) reserveAndWrite(ctx context.Context, log *slog.Logger, uid, or
 	default:
 		return domain.Order{}, fmt.Errorf("%w (%w)", cause, errMayExist)
 	}
+}
+
+// scheduleTimers schedules the deadline's timer and, when reminders are
+// on and there is time for one, its reminder; both confirmed.
+func (s *Service) scheduleTimers(ctx context.Context, orderID string, deadline time.Time) error {
+	if err := s.Timers.ScheduleTimeout(ctx, orderID, deadline); err != nil {
+		return fmt.Errorf("%w: schedule timeout: %w", domain.ErrUnavailable, err)
+	}
+	if s.Settings.RemindBefore > 0 {
+		if at := deadline.Add(-s.Settings.RemindBefore); at.After(s.now()) {
+			if err := s.Timers.ScheduleReminder(ctx, orderID, deadline, at); err != nil {
+				return fmt.Errorf("%w: schedule reminder: %w", domain.ErrUnavailable, err)
+			}
+		}
+	}
+	return nil
 }
 
 // compensate gives the reservation back after a later step failed and
@@ -415,8 +437,8 @@ func (s *Service) Extend(ctx context.Context, id string, deadline time.Time) (do
 	if o.Status != domain.OrderUnpaid || !deadline.After(o.Deadline) {
 		return domain.Order{}, fmt.Errorf("extend %s: %w", o.ID, domain.ErrOrderClosed)
 	}
-	if err := s.Timers.ScheduleTimeout(ctx, o.ID, deadline); err != nil {
-		return domain.Order{}, fmt.Errorf("%w: schedule new deadline: %w", domain.ErrUnavailable, err)
+	if err := s.scheduleTimers(ctx, o.ID, deadline); err != nil {
+		return domain.Order{}, err
 	}
 	o, change, err := s.Orders.UpdateOrder(ctx, o.ID, func(o *domain.Order) domain.Change { return o.ExtendDeadline(deadline) })
 	if err != nil {

@@ -152,6 +152,9 @@ func (f fakeTimers) ScheduleTimeout(context.Context, string, time.Time) error {
 	return nil
 }
 func (fakeTimers) ScheduleCheck(context.Context, string, time.Time, time.Time) error { return nil }
+func (fakeTimers) ScheduleReminder(context.Context, string, time.Time, time.Time) error {
+	return nil
+}
 
 type fakeCloser struct{}
 

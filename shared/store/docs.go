@@ -102,13 +102,17 @@ type orderDoc struct {
 	CancelledAt  *time.Time `firestore:"cancelledAt,omitempty"`
 	CancelReason string     `firestore:"cancelReason,omitempty"`
 	SweepShard   int        `firestore:"sweepShard"`
+	RemindedFor  *time.Time `firestore:"remindedFor,omitempty"`
+	// ExpireAt is when Firestore's TTL policy may delete a decided order
+	// (ORDER_RETENTION after its decision); absent while UNPAID.
+	ExpireAt *time.Time `firestore:"expireAt,omitempty"`
 }
 
 func toOrderDoc(o domain.Order) orderDoc {
 	return orderDoc{
 		UserID: o.UserID, Status: string(o.Status), Items: toLineDocs(o.Items), TotalCents: o.TotalCents,
 		Deadline: o.Deadline.UTC(), CreatedAt: o.CreatedAt.UTC(), PaidAt: ts(o.PaidAt), CancelledAt: ts(o.CancelledAt),
-		CancelReason: o.CancelReason, SweepShard: sweepShard(o.ID),
+		CancelReason: o.CancelReason, SweepShard: sweepShard(o.ID), RemindedFor: ts(o.RemindedFor),
 	}
 }
 
@@ -116,7 +120,7 @@ func (d orderDoc) domain(id string) domain.Order {
 	return domain.Order{
 		ID: id, UserID: d.UserID, Status: domain.OrderStatus(d.Status), Items: fromLineDocs(d.Items), TotalCents: d.TotalCents,
 		Deadline: d.Deadline.UTC(), CreatedAt: d.CreatedAt.UTC(), PaidAt: unts(d.PaidAt), CancelledAt: unts(d.CancelledAt),
-		CancelReason: d.CancelReason,
+		CancelReason: d.CancelReason, RemindedFor: unts(d.RemindedFor),
 	}
 }
 

@@ -21,7 +21,14 @@ type leaseDoc struct {
 	State       string    `firestore:"state"`
 	RequestHash string    `firestore:"requestHash"`
 	Until       time.Time `firestore:"until"`
+	// ExpireAt: Firestore's TTL policy deletes the lease after this;
+	// a retry with the key so late is a new create.
+	ExpireAt time.Time `firestore:"expireAt"`
 }
+
+// KeyRetention is how long an Idempotency-Key is remembered after its
+// create's budget.
+const KeyRetention = 7 * 24 * time.Hour
 
 func leaseID(userID, key string) string {
 	h := sha256.Sum256([]byte(userID + "\x00" + key))
@@ -55,7 +62,7 @@ func (s *Store) ClaimKey(ctx context.Context, userID, key, requestHash, newOrder
 			}
 		}
 		l = domain.Lease{OrderID: newOrderID, Owned: true, State: domain.LeasePending}
-		return t.Set(ref, leaseDoc{UserID: userID, OrderID: newOrderID, State: string(domain.LeasePending), RequestHash: requestHash, Until: until.UTC()})
+		return t.Set(ref, leaseDoc{UserID: userID, OrderID: newOrderID, State: string(domain.LeasePending), RequestHash: requestHash, Until: until.UTC(), ExpireAt: until.UTC().Add(KeyRetention)})
 	})
 	if err != nil {
 		return domain.Lease{}, fmt.Errorf("claim idempotency key: %w", err)

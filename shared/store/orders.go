@@ -3,11 +3,16 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"cloud.google.com/go/firestore"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
+
+// SetRetention makes every order decided from now on expire (Firestore's
+// TTL policy on expireAt) d after its decision; 0 keeps orders forever.
+func (s *Store) SetRetention(d time.Duration) { s.retention = d }
 
 func (s *Store) orderRef(id string) *firestore.DocumentRef { return s.c.Collection(ColOrders).Doc(id) }
 
@@ -26,6 +31,7 @@ func decodeOrder(snap *firestore.DocumentSnapshot) (domain.Order, error) {
 // appear (domain.ErrOrderClosed), so no order lives without its stock.
 func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.Order, created bool, err error) {
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
+		created = false
 		snap, err := t.Get(s.orderRef(o.ID))
 		if err != nil && !notFound(err) {
 			return err
@@ -57,10 +63,16 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 			return err
 		}
 		stored, created = o, true
+		if err := s.record(t, domain.Created(o)); err != nil {
+			return err
+		}
 		return t.Create(s.orderRef(o.ID), toOrderDoc(o))
 	})
 	if err != nil {
 		return domain.Order{}, false, fmt.Errorf("create order %q: %w", o.ID, err)
+	}
+	if created {
+		s.deliver(ctx, domain.Created(stored))
 	}
 	return stored, created, nil
 }
@@ -84,8 +96,11 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 	var (
 		o      domain.Order
 		change domain.Change
+		ev     domain.Event
+		hasEv  bool
 	)
 	err := s.tx(ctx, func(t *firestore.Transaction) error {
+		hasEv = false
 		snap, err := t.Get(s.orderRef(id))
 		if notFound(err) {
 			return fmt.Errorf("order %q: %w", id, domain.ErrNotFound)
@@ -96,13 +111,26 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 		if o, err = decodeOrder(snap); err != nil {
 			return err
 		}
+		before := o
 		if change = fn(&o); change != domain.Applied {
 			return errNoChange
 		}
-		return t.Set(s.orderRef(id), toOrderDoc(o))
+		if ev, hasEv = domain.EventOf(before, o, s.now()); hasEv {
+			if err := s.record(t, ev); err != nil {
+				return err
+			}
+		}
+		d := toOrderDoc(o)
+		if o.Status != domain.OrderUnpaid && s.retention > 0 {
+			d.ExpireAt = ts(s.now().Add(s.retention))
+		}
+		return t.Set(s.orderRef(id), d)
 	})
 	if err != nil {
 		return domain.Order{}, 0, fmt.Errorf("update order %q: %w", id, err)
+	}
+	if hasEv {
+		s.deliver(ctx, ev)
 	}
 	return o, change, nil
 }

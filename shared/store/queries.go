@@ -165,7 +165,15 @@ func (s *Store) StaleReservations(ctx context.Context, before time.Time, limit i
 var storedDocs = map[string]any{
 	ColItems: itemDoc{}, ColShards: shardDoc{}, ColReservations: reservationDoc{}, ColOrders: orderDoc{},
 	ColPayOrders: payOrderDoc{}, ColWallets: walletDoc{}, ColCarts: cartDoc{}, ColIdempotency: leaseDoc{},
-	ColShoppers: allowanceDoc{},
+	ColShoppers: allowanceDoc{}, ColOutbox: outboxDoc{},
+}
+
+// TTLFields names the fields ("collection.field") whose time Firestore's
+// TTL policy deletes a document after: decided orders, idempotency leases
+// and undelivered events (terraform declares the policies; a test holds
+// the two lists together).
+func TTLFields() []string {
+	return []string{ColIdempotency + ".expireAt", ColOrders + ".expireAt", ColOutbox + ".expireAt"}
 }
 
 // StoredFields lists, per collection (group), the top-level fields the

@@ -53,6 +53,10 @@ type Store struct {
 	shardsSeen sync.Map
 	// combiners is each sharded item's *combiner.
 	combiners sync.Map
+	// sink delivers order events after their commit (nil: events off).
+	sink EventSink
+	// retention: how long a decided order is kept (0: forever).
+	retention time.Duration
 	stats     struct{ txRuns, conflicts, txRetries, slowCommits atomic.Int64 }
 }
 

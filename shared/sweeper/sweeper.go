@@ -5,6 +5,7 @@
 // through timeout.Decider.Due — the very code path of HandleTimeout. Every
 // step is idempotent, so it is safe beside the relay and beside itself.
 // A non-zero find count means a timer was lost or late: worth an alert.
+// It also delivers the order events a writer left in the outbox.
 package sweeper
 
 import (
@@ -17,6 +18,7 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
@@ -27,10 +29,20 @@ type Finder interface {
 	StaleReservations(ctx context.Context, before time.Time, limit int) ([]domain.Reservation, error)
 }
 
+// Events redelivers order events left in the outbox (orderevents.Dispatcher).
+type Events interface {
+	Redeliver(ctx context.Context, after time.Duration, limit int) (orderevents.Report, error)
+}
+
+// EventsAfter is how long an event may wait for its own writer's
+// delivery before the sweeper sends it.
+const EventsAfter = 10 * time.Second
+
 // Sweeper finds and decides what the timers missed.
 type Sweeper struct {
 	Find       Finder
 	Decider    *timeout.Decider
+	Events     Events        // nil: order events are off
 	Grace      time.Duration // after a deadline before the sweeper steps in
 	SagaBudget time.Duration // after a reservation before it counts as orphaned
 	PageSize   int
@@ -44,6 +56,9 @@ type Report struct {
 	OrphansFound int            `json:"orphansFound"`
 	Decided      map[string]int `json:"decided"`
 	Deferred     int            `json:"deferred"`
+	// EventsDelivered: order events found waiting in the outbox and sent.
+	EventsDelivered int `json:"eventsDelivered"`
+	EventsFailed    int `json:"eventsFailed,omitempty"`
 }
 
 func (s *Sweeper) now() time.Time {
@@ -114,6 +129,18 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 	})
 	if err != nil {
 		return rep, err
+	}
+	if s.Events != nil {
+		// After the decisions, so the events they recorded but could not
+		// publish go out in this run.
+		er, err := s.Events.Redeliver(ctx, EventsAfter, page*pages)
+		if err != nil {
+			return rep, err
+		}
+		rep.EventsDelivered, rep.EventsFailed = er.Delivered, er.Failed
+		if er.Delivered+er.Failed > 0 {
+			log.Warn("sweeper delivered order events left in the outbox", "delivered", er.Delivered, "failed", er.Failed, "oldest_seconds", er.Oldest.Seconds())
+		}
 	}
 	if rep.OverdueFound+rep.OrphansFound > 0 {
 		log.Log(ctx, slog.LevelWarn, "sweep finished", "overdue_found", rep.OverdueFound, "orphans_found", rep.OrphansFound, "deferred", rep.Deferred)

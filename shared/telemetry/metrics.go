@@ -31,6 +31,12 @@ type Instruments struct {
 	// OrdersRefused: creates refused by a shopper limit (attribute reason:
 	// PURCHASE_LIMIT, TOO_MANY_UNPAID_ORDERS), so hoarding shows.
 	OrdersRefused metric.Int64Counter
+	// EventsPublished: order events published (attribute path: commit,
+	// right after the change; sweeper, left by a writer and redelivered).
+	EventsPublished metric.Int64Counter
+	// EventsOutboxAge: seconds the oldest event a sweep found had waited
+	// in the outbox (recorded only when one was waiting).
+	EventsOutboxAge metric.Float64Histogram
 }
 
 var (
@@ -50,6 +56,10 @@ func Metrics() *Instruments {
 			metric.WithDescription("Seconds from an order's deadline to its cancellation."),
 			metric.WithExplicitBucketBoundaries(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 		inst.OrdersRefused, _ = m.Int64Counter("orders.refused", metric.WithDescription("Creates refused by a shopper limit, by reason (PURCHASE_LIMIT, TOO_MANY_UNPAID_ORDERS)."))
+		inst.EventsPublished, _ = m.Int64Counter("orders.events.published", metric.WithDescription("Order events published, by path (commit, sweeper)."))
+		inst.EventsOutboxAge, _ = m.Float64Histogram("orders.events.outbox_age", metric.WithUnit("s"),
+			metric.WithDescription("Seconds the oldest undelivered order event a sweep found had waited in the outbox."),
+			metric.WithExplicitBucketBoundaries(1, 5, 10, 30, 60, 120, 300, 900, 3600))
 		inst.SweeperFinds, _ = m.Int64Counter("sweeper.finds", metric.WithDescription("Orders or reservations the sweeper decided; non-zero means a timer was lost or late."))
 	})
 	return inst

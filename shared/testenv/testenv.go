@@ -34,6 +34,9 @@ var (
 	emuGroup proc.Group
 	emuHost  string
 	emuErr   error
+
+	psHost string
+	psErr  error
 )
 
 // Main wraps testing.M.Run: it stops an emulator this process started, with
@@ -81,8 +84,39 @@ func startEmulator() (string, error) {
 	return e.Host, nil
 }
 
-// StopEmulator stops an emulator this process started (the gcloud wrapper and
-// its Java child, by process group). It is safe to call more than once.
+// PubSubHost returns the Pub/Sub emulator's host:port, starting one when
+// PUBSUB_EMULATOR_HOST is unset; the first call that starts it sets
+// PUBSUB_EMULATOR_HOST for the whole process.
+func PubSubHost(t testing.TB) string {
+	t.Helper()
+	emuMu.Lock()
+	defer emuMu.Unlock()
+	if h := os.Getenv("PUBSUB_EMULATOR_HOST"); h != "" && psHost == "" {
+		if err := emulator.Ready(h, 5*time.Second, nil); err != nil {
+			t.Fatalf("PUBSUB_EMULATOR_HOST=%s does not answer (%v); start one with `gcloud beta emulators pubsub start --host-port=%s`, or unset the variable to let the tests start their own", h, err, h)
+		}
+		psHost = h
+	}
+	if psHost == "" && psErr == nil {
+		var log *os.File
+		if log, psErr = os.CreateTemp("", "pubsub-emulator-*.log"); psErr == nil {
+			var e *emulator.Emulator
+			if e, psErr = emulator.StartPubSub(&emuGroup, log); psErr == nil {
+				psHost = e.Host
+				os.Setenv("PUBSUB_EMULATOR_HOST", e.Host)
+			} else {
+				psErr = fmt.Errorf("%w; its log: %s", psErr, log.Name())
+			}
+		}
+	}
+	if psErr != nil {
+		t.Fatalf("Pub/Sub emulator: %v", psErr)
+	}
+	return psHost
+}
+
+// StopEmulator stops the emulators this process started (the gcloud
+// wrappers and their Java children, by process group). It is safe to call more than once.
 func StopEmulator() {
 	emuMu.Lock()
 	defer emuMu.Unlock()

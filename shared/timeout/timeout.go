@@ -58,6 +58,7 @@ const (
 	Paid        Outcome = "paid"
 	Cancelled   Outcome = "cancelled"
 	Orphan      Outcome = "orphan-released" // no order: its reservation was given back
+	Reminded    Outcome = "reminded"        // the deadline-approaching event was recorded
 )
 
 // ErrRetryLater means the decision cannot be made yet; the caller retries.
@@ -166,6 +167,21 @@ func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, r
 	}
 	log.Info("order cancelled", "reason", reason, "change", change.String())
 	return Cancelled, nil
+}
+
+// Remind records the deadline-approaching event of orderID, once per
+// deadline, if the order is still UNPAID with that deadline. A decided
+// order, a moved deadline (its own reminder comes) and an order that does
+// not exist (its create failed) are NothingToDo.
+func (d *Decider) Remind(ctx context.Context, orderID string, deadline time.Time) (Outcome, error) {
+	_, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change { return o.Remind(deadline) })
+	if errors.Is(err, domain.ErrNotFound) {
+		return NothingToDo, nil
+	}
+	if err != nil || change != domain.Applied {
+		return NothingToDo, err
+	}
+	return Reminded, nil
 }
 
 // Check marks orderID PAID if its payment succeeded; otherwise it does

@@ -2,22 +2,26 @@
 // started, and prints a timeline: one order paid; one whose "payment
 // succeeded" announcement is lost and that is found PAID at its deadline;
 // one that times out and gives its stock back; one the shopper cancels;
-// her order list; the stock before and after.
+// her order list; the stock before and after; and the order events a
+// subscriber of the topic received meanwhile.
 //
 //	make demo    # or: go run ./local/cmd/demo
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/functions/createorder"
 	"github.com/ordertimeout/ordertimeout/functions/pay"
 	"github.com/ordertimeout/ordertimeout/local/runenv"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 )
 
 var start = time.Now()
@@ -61,11 +65,40 @@ func run(envFile string) error {
 		return err
 	}
 	say("stock before: mug %d, tea %d, kettle %d", before["mug"], before["tea"], before["kettle"])
+	// A subscriber of our own on the order events, as a shop's e-mail
+	// service or warehouse would attach.
+	ectx, stopEvents := context.WithCancel(context.Background())
+	defer stopEvents()
+	var (
+		evMu sync.Mutex
+		seen = map[string]bool{}
+		ours = map[string]string{} // order id → label
+	)
+	listening, err := e.ListenEvents(ectx, fmt.Sprintf("demo-%d", time.Now().UnixNano()), func(r orderevents.Received) {
+		evMu.Lock()
+		defer evMu.Unlock()
+		label, ok := ours[r.Subject]
+		if !ok || seen[r.ID] {
+			return
+		}
+		seen[r.ID] = true
+		extra := ""
+		if r.Data.CancelReason != "" {
+			extra = " " + r.Data.CancelReason
+		}
+		say("%s: event %s (id %s)%s", label, r.Type, r.ID, extra)
+	})
+	if err != nil {
+		return err
+	}
 	create := func(label, itemID string, qty, timeoutS int) (createorder.OrderJSON, error) {
 		var o createorder.OrderJSON
 		_, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/", "alice",
 			map[string]any{"items": []map[string]any{{"itemId": itemID, "quantity": qty}}, "paymentTimeoutSeconds": timeoutS}, &o)
 		if err == nil {
+			evMu.Lock()
+			ours[o.OrderID] = label
+			evMu.Unlock()
 			say("%s: created %s (%d × %s, %d cents), deadline in %d s", label, o.OrderID, qty, itemID, o.TotalCents, timeoutS)
 		}
 		return o, err
@@ -158,6 +191,22 @@ func run(envFile string) error {
 	}
 	for _, o := range list.Orders {
 		say("alice's orders, newest first: %s %s %s", o.OrderID, o.Status, o.CancelReason)
+	}
+	// Each order's events: created and its end (8 in all); wait for them.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		evMu.Lock()
+		n := len(seen)
+		evMu.Unlock()
+		if n >= 8 || time.Now().After(deadline) {
+			say("order events received: %d (created and the end of each of the four orders)", n)
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stopEvents()
+	if err := <-listening; err != nil {
+		return fmt.Errorf("order events: %w", err)
 	}
 	return nil
 }

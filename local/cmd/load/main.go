@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/local/runenv"
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 )
 
@@ -128,6 +130,21 @@ func run(o options) error {
 		wg                                                          sync.WaitGroup
 		sem                                                         = make(chan struct{}, o.parallel)
 	)
+	// A subscriber of the order events, to check at the end that every
+	// decided order told the shop exactly once (by event id).
+	var (
+		evMu   sync.Mutex
+		copies = map[string]int{} // event id → copies received
+	)
+	evCtx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	if _, err := e.ListenEvents(evCtx, "load-"+run, func(r orderevents.Received) {
+		evMu.Lock()
+		copies[r.ID]++
+		evMu.Unlock()
+	}); err != nil {
+		return fmt.Errorf("order events: %w", err)
+	}
 	begin := time.Now()
 	// Follow the orders' states from the start, every 500 ms.
 	var (
@@ -316,6 +333,11 @@ func run(o options) error {
 	fmt.Printf("payments           %d succeeded, %d refused (order already closed)\n", paid.Load(), payRefused.Load())
 	fmt.Printf("shopper cancels    %d succeeded, %d refused\n", cancelled.Load(), cancelRefused.Load())
 	fmt.Printf("invariants         %s\n", res)
+	evErr := checkEvents(ctx, st, ids, func() map[string]int {
+		evMu.Lock()
+		defer evMu.Unlock()
+		return maps.Clone(copies)
+	}, o.settle)
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
@@ -338,5 +360,48 @@ func run(o options) error {
 	if !res.OK() {
 		return fmt.Errorf("invariants violated")
 	}
-	return nil
+	return evErr
+}
+
+// checkEvents waits (up to within) until every created order has its
+// created event and exactly the event of its final state, by id, and
+// reports what it received.
+func checkEvents(ctx context.Context, st *store.Store, ids map[string]bool, copies func() map[string]int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		got := copies()
+		var missing, wrong []string
+		total, dupes := 0, 0
+		for _, n := range got {
+			total += n
+			dupes += n - 1
+		}
+		for id := range ids {
+			o, err := st.Order(ctx, id)
+			if err != nil {
+				return err
+			}
+			paid, cancelled := got[id+".paid"] > 0, got[id+".cancelled"] > 0
+			switch {
+			case got[id+".created"] == 0:
+				missing = append(missing, id+".created")
+			case o.Status == domain.OrderPaid && !paid, o.Status == domain.OrderCancelled && !cancelled:
+				missing = append(missing, id+" "+string(o.Status))
+			}
+			if paid && cancelled || o.Status == domain.OrderPaid && cancelled || o.Status == domain.OrderCancelled && paid {
+				wrong = append(wrong, id)
+			}
+		}
+		if len(wrong) > 0 {
+			return fmt.Errorf("order events: %d orders have an event of a state they did not end in: %v", len(wrong), wrong[:min(5, len(wrong))])
+		}
+		if len(missing) == 0 {
+			fmt.Printf("order events       every one of %d orders: created and its final state, once by id (%d copies received, %d duplicates)\n", len(ids), total, dupes)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("order events: %d missing after %v, e.g. %v", len(missing), within, missing[:min(5, len(missing))])
+		}
+		time.Sleep(2 * time.Second)
+	}
 }

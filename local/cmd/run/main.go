@@ -34,6 +34,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/emulator"
+	"github.com/ordertimeout/ordertimeout/shared/orderevents"
 	"github.com/ordertimeout/ordertimeout/shared/proc"
 	"github.com/ordertimeout/ordertimeout/shared/rabbitcluster"
 )
@@ -43,6 +44,9 @@ const (
 	userSecret     = "local-user-secret-change-me"
 	internalSecret = "local-internal-secret-change-me"
 	project        = "ordertimeout-local"
+	// eventsSubscription is a pull subscription on the order events that
+	// anyone may read (demo and load make their own).
+	eventsSubscription = "order-events-all"
 )
 
 type fn struct {
@@ -178,6 +182,21 @@ func run() error {
 	}
 	emu := emuProc.Host
 	fmt.Printf("✓ Firestore emulator at %s (pid %d)\n", emu, emuProc.Cmd.Process.Pid)
+	psOut, err := os.Create(filepath.Join(logs, "pubsub-emulator.log"))
+	if err != nil {
+		return err
+	}
+	psProc, err := emulator.StartPubSub(&group, psOut)
+	if err != nil {
+		return fmt.Errorf("%w; see %s", err, psOut.Name())
+	}
+	ps := psProc.Host
+	os.Setenv("PUBSUB_EMULATOR_HOST", ps)
+	topic := envOr("EVENTS_TOPIC", orderevents.DefaultTopic)
+	if err := orderevents.EnsureTopic(ctx, project, topic, eventsSubscription); err != nil {
+		return fmt.Errorf("order events topic: %w", err)
+	}
+	fmt.Printf("✓ Pub/Sub emulator at %s: topic %s, subscription %s (pid %d)\n", ps, topic, eventsSubscription, psProc.Cmd.Process.Pid)
 
 	fmt.Println("… building the function and relay binaries")
 	bin := filepath.Join(dir, "bin")
@@ -194,6 +213,9 @@ func run() error {
 		"AMQP_URL=" + amqpURL, "BROKER_MODE=" + envOr("BROKER_MODE", "ladder"), "BROKER_PREFIX=" + envOr("BROKER_PREFIX", "ot"),
 		"DEDUCTSTOCK_URL=" + url("DeductStock"), "CLEARCART_URL=" + url("ClearCart"), "PAY_URL=" + url("Pay"),
 		"SWEEP_GRACE=" + envOr("SWEEP_GRACE", "10s"), "SWEEP_SAGA_BUDGET=" + envOr("SWEEP_SAGA_BUDGET", "30s"),
+		"PUBSUB_EMULATOR_HOST=" + ps, "PUBSUB_PROJECT_ID=" + project, "EVENTS_TOPIC=" + topic,
+		"REMIND_BEFORE=" + envOr("REMIND_BEFORE", "0"),
+		"MAX_UNPAID_ORDERS_PER_SHOPPER=" + envOr("MAX_UNPAID_ORDERS_PER_SHOPPER", "10"),
 	}
 	for _, f := range fns {
 		out, err := os.Create(filepath.Join(logs, f.name+".log"))
@@ -224,7 +246,8 @@ func run() error {
 	// The demo and load commands read where everything is from here.
 	envFile := filepath.Join(dir, "env")
 	lines := append([]string{"FIRESTORE_EMULATOR_HOST=" + emu, "FIRESTORE_PROJECT_ID=" + project, "AUTH_HS256_SECRET=" + userSecret,
-		"INTERNAL_SHARED_SECRET=" + internalSecret, "AMQP_URL=" + amqpURL, "RABBITMQ_CLUSTER_NODES=" + strings.Join(clusterNodes, ",")}, func() []string {
+		"INTERNAL_SHARED_SECRET=" + internalSecret, "AMQP_URL=" + amqpURL, "RABBITMQ_CLUSTER_NODES=" + strings.Join(clusterNodes, ","),
+		"PUBSUB_EMULATOR_HOST=" + ps, "PUBSUB_PROJECT_ID=" + project, "EVENTS_TOPIC=" + topic, "EVENTS_SUBSCRIPTION=" + eventsSubscription}, func() []string {
 		var out []string
 		for _, f := range fns {
 			out = append(out, fmt.Sprintf("URL_%s=http://127.0.0.1:%d", strings.ToUpper(f.name), f.port))
@@ -262,6 +285,8 @@ func run() error {
 		return nil
 	case <-emuProc.Done():
 		return fmt.Errorf("the Firestore emulator exited (%v): every order lived in it, so the run stops; see %s/firestore-emulator.log", emuProc.Err(), logs)
+	case <-psProc.Done():
+		return fmt.Errorf("the Pub/Sub emulator exited (%v): the order events' topic lived in it, so the run stops; see %s/pubsub-emulator.log", psProc.Err(), logs)
 	case <-brokerGone:
 		return fmt.Errorf("RabbitMQ at %s has not answered for a minute: the run stops (start it with rabbitmq-server -detached, then make run)", amqpURL)
 	}

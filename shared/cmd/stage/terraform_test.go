@@ -319,9 +319,30 @@ func TestTerraformMatchesCode(t *testing.T) {
 		t.Errorf("terraform exempts %v from single-field indexes, the code writes %v", exempt, want)
 	}
 	field := x.resource("google_firestore_field", "unindexed")
-	if !strings.Contains(x.text(field.Attributes["for_each"].Expr), "local.unindexed_fields") || len(field.Blocks) != 1 ||
+	if !strings.Contains(x.text(field.Attributes["for_each"].Expr), "local.unindexed_fields") || len(field.Blocks) != 2 ||
 		field.Blocks[0].Type != "index_config" || len(field.Blocks[0].Body.Attributes)+len(field.Blocks[0].Body.Blocks) != 0 {
 		t.Errorf("google_firestore_field.unindexed does not apply an empty index_config to local.unindexed_fields")
+	}
+	// Retention: the TTL policies are exactly the code's expiry fields, each
+	// one a stored field, applied by the same resource.
+	var ttl []string
+	ttlTuple, ok := x.local("ttl_fields").(*hclsyntax.TupleConsExpr)
+	if !ok {
+		t.Fatal("local.ttl_fields is not a list")
+	}
+	for _, f := range ttlTuple.Exprs {
+		ttl = append(ttl, x.literal(f))
+		col, name, _ := strings.Cut(x.literal(f), ".")
+		if !slices.Contains(exempt[col], name) {
+			t.Errorf("TTL field %s is not a stored field", x.literal(f))
+		}
+	}
+	if got, want := sortedSet(ttl), sortedSet(store.TTLFields()); !slices.Equal(got, want) {
+		t.Errorf("terraform's TTL fields %v, the code's %v", got, want)
+	}
+	if b := field.Blocks[1]; b.Type != "dynamic" || len(b.Labels) != 1 || b.Labels[0] != "ttl_config" ||
+		!strings.Contains(x.text(b.Body.Attributes["for_each"].Expr), "local.ttl_fields") {
+		t.Errorf("google_firestore_field.unindexed does not declare ttl_config for local.ttl_fields")
 	}
 
 	// Invocation rights follow the edges: private functions grant run.invoker
