@@ -70,23 +70,30 @@ func run(envFile string) error {
 	ectx, stopEvents := context.WithCancel(context.Background())
 	defer stopEvents()
 	var (
-		evMu sync.Mutex
-		seen = map[string]bool{}
-		ours = map[string]string{} // order id → label
+		evMu   sync.Mutex
+		seen   = map[string]bool{}
+		ours   = map[string]string{}                 // order id → label
+		early  = map[string][]orderevents.Received{} // events that came before their create's answer
+		reveal = func(label string, r orderevents.Received) {
+			if seen[r.ID] {
+				return
+			}
+			seen[r.ID] = true
+			extra := ""
+			if r.Data.CancelReason != "" {
+				extra = " " + r.Data.CancelReason
+			}
+			say("%s: event %s (id %s)%s", label, r.Type, r.ID, extra)
+		}
 	)
 	listening, err := e.ListenEvents(ectx, fmt.Sprintf("demo-%d", time.Now().UnixNano()), func(r orderevents.Received) {
 		evMu.Lock()
 		defer evMu.Unlock()
-		label, ok := ours[r.Subject]
-		if !ok || seen[r.ID] {
-			return
+		if label, ok := ours[r.Subject]; ok {
+			reveal(label, r)
+		} else {
+			early[r.Subject] = append(early[r.Subject], r)
 		}
-		seen[r.ID] = true
-		extra := ""
-		if r.Data.CancelReason != "" {
-			extra = " " + r.Data.CancelReason
-		}
-		say("%s: event %s (id %s)%s", label, r.Type, r.ID, extra)
 	})
 	if err != nil {
 		return err
@@ -96,10 +103,13 @@ func run(envFile string) error {
 		_, err := e.Call(http.MethodPost, e.URL["CreateOrder"]+"/", "alice",
 			map[string]any{"items": []map[string]any{{"itemId": itemID, "quantity": qty}}, "paymentTimeoutSeconds": timeoutS}, &o)
 		if err == nil {
+			say("%s: created %s (%d × %s, %d cents), deadline in %d s", label, o.OrderID, qty, itemID, o.TotalCents, timeoutS)
 			evMu.Lock()
 			ours[o.OrderID] = label
+			for _, r := range early[o.OrderID] {
+				reveal(label, r)
+			}
 			evMu.Unlock()
-			say("%s: created %s (%d × %s, %d cents), deadline in %d s", label, o.OrderID, qty, itemID, o.TotalCents, timeoutS)
 		}
 		return o, err
 	}
