@@ -103,8 +103,16 @@ const staleKeys = 24 * time.Hour
 // from the published certificates, iss https://securetoken.google.com/<project>,
 // aud <project>, iat and exp (with a minute of leeway), a non-empty sub; the
 // user id is sub. The signature and claims are checked by golang-jwt; the
-// keys are fetched and cached here (max-age of the key server's answer; a
-// kid not in the cache refreshes them at most once a minute).
+// keys are fetched and cached here (max-age of the key server's answer).
+//
+// One refresh runs at a time, on a context of its own, and no request
+// waits for it while the cache has the token's key: keys past their
+// max-age are served for staleKeys while the refresh runs in the
+// background. A failed refresh is tried again after a backoff (1 s
+// doubling to a minute), so a slow or failing key server never puts
+// shoppers in line behind it. Only a request whose key the cache lacks (a
+// cold instance, a new kid: at most once a minute) waits, for the one
+// refresh in flight and at most as long as its own context.
 type Firebase struct {
 	Project  string
 	Client   *http.Client // default: a client with keyFetchTimeout
@@ -115,6 +123,15 @@ type Firebase struct {
 	keys     map[string]*rsa.PublicKey
 	expires  time.Time
 	lastMiss time.Time
+	refresh  *keyRefresh // in flight, if any
+	failures int
+	retryAt  time.Time // no refresh before this after failures
+}
+
+// keyRefresh is one fetch of the signing keys that requests may wait for.
+type keyRefresh struct {
+	done chan struct{}
+	err  error
 }
 
 func (f *Firebase) now() time.Time {
@@ -142,35 +159,73 @@ func (f *Firebase) Verify(ctx context.Context, token string) (string, error) {
 	return claims.Subject, nil
 }
 
-// key returns the public key kid, from the cache while it is fresh.
+// key returns the public key kid.
 func (f *Firebase) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	now := f.now()
 	fresh := f.keys != nil && now.Before(f.expires)
-	if k, ok := f.keys[kid]; ok && fresh {
+	usable := f.keys != nil && now.Before(f.expires.Add(staleKeys))
+	if k, ok := f.keys[kid]; ok && usable {
+		if !fresh {
+			f.startRefreshLocked(now) // in the background; this request goes on
+		}
+		f.mu.Unlock()
 		return k, nil
 	}
 	if fresh && now.Sub(f.lastMiss) < time.Minute {
+		f.mu.Unlock()
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	}
 	if fresh {
 		f.lastMiss = now // a new key may have been published: look once
 	}
-	keys, maxAge, err := f.fetch(ctx)
-	switch {
-	case err == nil:
-		f.keys, f.expires = keys, now.Add(maxAge)
-	case f.keys != nil && now.Before(f.expires.Add(staleKeys)):
-		// The key server is down: keep using the keys we have.
-	default:
-		return nil, err
+	r := f.startRefreshLocked(now)
+	f.mu.Unlock()
+	if r == nil {
+		return nil, fmt.Errorf("no signing key %q: the key server is failing; next try after a backoff", kid)
 	}
-	k, ok := f.keys[kid]
-	if !ok {
-		return nil, fmt.Errorf("unknown key id %q", kid)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for signing keys: %w", ctx.Err())
 	}
-	return k, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if k, ok := f.keys[kid]; ok && f.now().Before(f.expires.Add(staleKeys)) {
+		return k, nil
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return nil, fmt.Errorf("unknown key id %q", kid)
+}
+
+// startRefreshLocked starts a refresh unless one is in flight (which it
+// returns) or failures hold the next one back (nil).
+func (f *Firebase) startRefreshLocked(now time.Time) *keyRefresh {
+	if f.refresh != nil {
+		return f.refresh
+	}
+	if now.Before(f.retryAt) {
+		return nil
+	}
+	r := &keyRefresh{done: make(chan struct{})}
+	f.refresh = r
+	go func() {
+		keys, maxAge, err := f.fetch(context.Background())
+		f.mu.Lock()
+		now := f.now()
+		if err == nil {
+			f.keys, f.expires, f.failures, f.retryAt = keys, now.Add(maxAge), 0, time.Time{}
+		} else {
+			f.failures++
+			f.retryAt = now.Add(min(time.Second<<min(f.failures-1, 6), time.Minute))
+		}
+		f.refresh, r.err = nil, err
+		f.mu.Unlock()
+		close(r.done)
+	}()
+	return r
 }
 
 func (f *Firebase) fetch(ctx context.Context) (map[string]*rsa.PublicKey, time.Duration, error) {

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,11 +31,13 @@ import (
 // tokens) and x509 certificates by kid (Firebase), with a max-age. While
 // down it hangs, as an unreachable server would, until the client gives up.
 type keyServer struct {
-	srv   *httptest.Server
-	down  atomic.Bool
-	hits  atomic.Int64
-	jwks  []byte
-	certs []byte
+	srv  *httptest.Server
+	down atomic.Bool
+	hits atomic.Int64
+	// failAfter, when set, makes the server answer 500 after that long.
+	failAfter atomic.Int64
+	jwks      []byte
+	certs     []byte
 }
 
 func newKeyServer(t *testing.T, kid string, key *rsa.PrivateKey) *keyServer {
@@ -54,6 +57,11 @@ func newKeyServer(t *testing.T, kid string, key *rsa.PrivateKey) *keyServer {
 	k.certs, _ = json.Marshal(map[string]string{kid: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))})
 	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.hits.Add(1)
+		if d := time.Duration(k.failAfter.Load()); d > 0 {
+			time.Sleep(d)
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
 		if k.down.Load() {
 			<-r.Context().Done()
 			return
@@ -354,5 +362,78 @@ func TestFirebaseKeyServerOutage(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("refusal took %v: the verifier waited on a dead key server", d)
+	}
+}
+
+// A slow, failing key server never puts shoppers in line: with keys past
+// their max-age, six concurrent verifies are served from the cache at once
+// while one refresh runs behind them; its failure is backed off (no
+// refresh per request). A verifier with no keys makes one fetch for all
+// six, which fail together when it fails, and the next refuses at once.
+func TestFirebaseSlowKeyServerNeverSerializes(t *testing.T) {
+	key := newRSA(t)
+	ks := newKeyServer(t, "k1", key)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	f := newFirebase(ks, 5*time.Second)
+	f.Now = now
+	tok := func() string {
+		return sign(t, jwt.SigningMethodRS256, key, "k1", firebaseClaims(func(c jwt.MapClaims) {
+			c["iat"], c["exp"] = now().Unix(), now().Add(time.Hour).Unix()
+		}))
+	}
+	if _, err := f.Verify(context.Background(), tok()); err != nil {
+		t.Fatal(err)
+	}
+	ks.failAfter.Store(int64(500 * time.Millisecond))
+	clock.Add(int64(2 * time.Hour)) // past max-age
+	burst := func(v *Firebase) []time.Duration {
+		var wg sync.WaitGroup
+		took := make([]time.Duration, 6)
+		errs := make([]error, 6)
+		for i := range took {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				_, errs[i] = v.Verify(context.Background(), tok())
+				took[i] = time.Since(start)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if (err == nil) != (v == f) {
+				t.Fatalf("verify %d: %v", i, err)
+			}
+		}
+		return took
+	}
+	hits := ks.hits.Load()
+	for i, d := range burst(f) {
+		if d > 250*time.Millisecond {
+			t.Errorf("verify %d with stale keys took %v: it waited for the key server", i, d)
+		}
+	}
+	time.Sleep(700 * time.Millisecond) // the background refresh fails
+	burst(f)
+	if n := ks.hits.Load() - hits; n != 1 {
+		t.Errorf("%d fetches for 12 verifies and a failed refresh; want 1 (one in flight, then backed off)", n)
+	}
+
+	cold := newFirebase(ks, 5*time.Second)
+	cold.Now = now
+	hits = ks.hits.Load()
+	for i, d := range burst(cold) {
+		if d > 1500*time.Millisecond {
+			t.Errorf("cold verify %d took %v; the one fetch fails after 0.5 s", i, d)
+		}
+	}
+	start := time.Now()
+	if _, err := cold.Verify(context.Background(), tok()); err == nil || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("verify during the backoff: %v after %v, want a refusal at once", err, time.Since(start))
+	}
+	if n := ks.hits.Load() - hits; n != 1 {
+		t.Errorf("a cold verifier made %d fetches for 7 verifies; want 1", n)
 	}
 }

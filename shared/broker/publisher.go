@@ -63,14 +63,40 @@ func PublishDead(ctx context.Context, ch *Channel, t Topology, m Message, reason
 // Publisher publishes with confirms over one lazily opened connection. A
 // failed connection is dropped and redialled by the next Publish; a failed
 // dial is never cached. It is safe for concurrent use.
+//
+// One dial runs at a time, in the background with bounds of its own
+// (DialTimeout per broker, SetupTimeout for the channel and topology);
+// callers wait for it only as long as their context lives, so a broker
+// that accepts connections and never answers costs each caller its own
+// deadline at most, never the sum of everyone's dials.
 type Publisher struct {
 	URL      string
 	Topology Topology
 	Now      func() time.Time
+	// Timeout bounds one Publish when the caller's context allows longer
+	// (default DefaultPublishTimeout): a create whose broker does not
+	// answer fails promptly rather than holding its shopper.
+	Timeout time.Duration
 
-	mu   sync.Mutex
-	conn *amqp.Connection
+	mu     sync.Mutex
+	conn   *amqp.Connection
+	ch     *Channel
+	dial   *dialing // the dial in flight, if any
+	closed bool
+}
+
+// Bounds of a publisher's connection and of one publish.
+const (
+	DialTimeout           = 5 * time.Second
+	SetupTimeout          = 5 * time.Second
+	DefaultPublishTimeout = 10 * time.Second
+)
+
+// dialing is one connection attempt that callers wait for.
+type dialing struct {
+	done chan struct{}
 	ch   *Channel
+	err  error
 }
 
 // NewPublisher returns a publisher; it connects on first use.
@@ -78,17 +104,46 @@ func NewPublisher(url string, t Topology) *Publisher {
 	return &Publisher{URL: url, Topology: t, Now: time.Now}
 }
 
-func (p *Publisher) channel() (*Channel, error) {
+// channel returns the publishing channel, starting a dial when there is
+// none and no dial is under way, and waiting for it while ctx lives.
+func (p *Publisher) channel(ctx context.Context) (*Channel, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.ch != nil && !p.ch.IsClosed() && p.conn != nil && !p.conn.IsClosed() {
-		return p.ch, nil
+		ch := p.ch
+		p.mu.Unlock()
+		return ch, nil
 	}
-	p.closeLocked()
-	conn, err := Dial(p.URL, 5*time.Second)
+	d := p.dial
+	if d == nil {
+		p.closeLocked()
+		d = &dialing{done: make(chan struct{})}
+		p.dial = d
+		go p.connect(d)
+	}
+	p.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.ch, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for the broker connection: %w", ErrNotConfirmed, ctx.Err())
+	}
+}
+
+// connect dials, opens the confirming channel and declares the topology,
+// each bounded, and hands the result to everyone waiting on d.
+func (p *Publisher) connect(d *dialing) {
+	defer close(d.done)
+	conn, err := Dial(p.URL, DialTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial broker: %w", ErrNotConfirmed, err)
+		d.err = fmt.Errorf("%w: dial broker: %w", ErrNotConfirmed, err)
+		p.mu.Lock()
+		p.dial = nil
+		p.mu.Unlock()
+		return
 	}
+	// A broker that took the connection but stalls would block the channel
+	// open or a declare forever: closing the connection ends them.
+	stall := time.AfterFunc(SetupTimeout, func() { _ = conn.Close() })
 	var ch *Channel
 	raw, err := conn.Channel()
 	if err == nil {
@@ -97,12 +152,22 @@ func (p *Publisher) channel() (*Channel, error) {
 	if err == nil {
 		err = p.Topology.Declare(raw)
 	}
+	if !stall.Stop() && err == nil {
+		err = fmt.Errorf("broker setup took over %v", SetupTimeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dial = nil
+	if err == nil && p.closed {
+		err = errors.New("publisher closed")
+	}
 	if err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("%w: open channel: %w", ErrNotConfirmed, err)
+		d.err = fmt.Errorf("%w: open channel: %w", ErrNotConfirmed, err)
+		return
 	}
 	p.conn, p.ch = conn, ch
-	return ch, nil
+	d.ch = ch
 }
 
 // publishAttempts bounds how often Publish tries one message.
@@ -118,6 +183,12 @@ const publishAttempts = 8
 // published fails its create. Any other failure (the caller gave up, the
 // broker returned it) is returned at once.
 func (p *Publisher) Publish(ctx context.Context, m Message) error {
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = DefaultPublishTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for attempt := 1; ; attempt++ {
 		broken, err := p.publishOnce(ctx, m)
 		if err == nil || !broken || attempt == publishAttempts || ctx.Err() != nil {
@@ -134,9 +205,9 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 // publishOnce publishes m once and says, on failure, whether to try again
 // on a new connection: the channel broke, or the broker nacked.
 func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, err error) {
-	ch, err := p.channel()
+	ch, err := p.channel(ctx)
 	if err != nil {
-		return true, err
+		return ctx.Err() == nil, err
 	}
 	if err := PublishOn(ctx, ch, p.Topology, m, p.Now()); err != nil {
 		if errors.Is(err, ErrReturned) {
@@ -195,10 +266,11 @@ func (p *Publisher) closeLocked() {
 	p.conn, p.ch = nil, nil
 }
 
-// Close closes the connection.
+// Close closes the connection; a dial under way is dropped when it ends.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	p.closeLocked()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -101,5 +102,72 @@ func TestPublisherCallerGivingUpFailsOnlyItself(t *testing.T) {
 	}
 	if p.conn == conn {
 		t.Fatal("the publisher kept a closed connection")
+	}
+}
+
+// silentBroker accepts TCP connections and never answers, as a frozen
+// broker (SIGSTOP) or a black-holing proxy does.
+func silentBroker(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "amqp://guest:guest@" + l.Addr().String() + "/"
+}
+
+// Against a broker that takes the connection and never answers, three
+// callers with a 1 s context each give up after their own second, not
+// one after another behind the dial; and with no deadline of its own, a
+// publish ends within the publisher's Timeout.
+func TestPublisherWaitEndsWithCallersContext(t *testing.T) {
+	p := NewPublisher(silentBroker(t), Topology{Prefix: "ot-silent", Mode: ModeLadder})
+	defer p.Close()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, 3)
+	for i := range took {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			start := time.Now()
+			if err := p.Publish(ctx, Message{ID: fmt.Sprint(i), Type: "t", DueAt: time.Now()}); err == nil {
+				t.Error("a publish to a silent broker succeeded")
+			}
+			took[i] = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	for i, d := range took {
+		if d > 2*time.Second {
+			t.Errorf("caller %d returned after %v; its context ended after 1 s", i, d)
+		}
+	}
+	p.Timeout = 1500 * time.Millisecond
+	start := time.Now()
+	if err := p.Publish(context.Background(), Message{ID: "x", Type: "t", DueAt: time.Now()}); err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("publish without a deadline: %v after %v, want a failure within the 1.5 s timeout", err, time.Since(start))
 	}
 }

@@ -85,7 +85,7 @@ func TestPublisherOverTLS(t *testing.T) {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	other := NewPublisher(fmt.Sprintf("amqps://%s@localhost:%s/", u.User.String(), port), topo)
 	defer other.Close()
-	if _, err := other.channel(); err == nil {
+	if _, err := other.channel(context.Background()); err == nil {
 		t.Fatal("dialled amqps to a broker whose certificate is not for the host")
 	}
 }
