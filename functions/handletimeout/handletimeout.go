@@ -42,8 +42,10 @@ import (
 
 // TokenExtension is the CloudEvent extension that carries the internal
 // shared secret in local/test mode (HTTP header ce-internaltoken in binary
-// mode; the X-Internal-Token header is taken too). In production IAM lets
-// only the relay's service account invoke the function, and neither is used.
+// mode; the X-Internal-Token header is taken too). In production (google
+// mode) IAM lets only the relay's service account invoke the function, and
+// the function checks the caller's ID token in code as well (audience,
+// issuer, times, INTERNAL_ALLOWED_CALLERS), as Sweep does.
 const TokenExtension = "internaltoken"
 
 func init() {
@@ -56,23 +58,27 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return New(env.Decider(), env.Cfg, env.Log).HTTPHandler(), nil
+		return New(env.Decider(), env.Cfg, env.Log, env.Internal).HTTPHandler(), nil
 	}))
 }
 
 // Handler decides the events.
 type Handler struct {
 	decider *timeout.Decider
-	secret  string // "" when IAM guards the function (google mode)
+	secret  string // shared-secret mode: the token events carry
+	// idToken checks the caller's ID token in google mode (nil otherwise).
+	idToken auth.Internal
 	log     *slog.Logger
 	project string
 }
 
-// New returns the handler.
-func New(d *timeout.Decider, cfg config.Config, log *slog.Logger) *Handler {
+// New returns the handler; internal checks callers in google mode.
+func New(d *timeout.Decider, cfg config.Config, log *slog.Logger, internal auth.Internal) *Handler {
 	h := &Handler{decider: d, log: log, project: cfg.Project}
 	if cfg.InternalMode == config.InternalSecret {
 		h.secret = cfg.InternalSecret
+	} else {
+		h.idToken = internal
 	}
 	return h
 }
@@ -173,6 +179,13 @@ type headerToken struct{}
 func (h *Handler) HTTPHandler() http.Handler {
 	events := app.Events(h.Handle)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.idToken != nil {
+			if err := h.idToken.Check(r); err != nil {
+				h.log.Error("event refused: the caller's ID token was not accepted (the relay retries it; check the relay's service account and INTERNAL_ALLOWED_CALLERS)", "error", err.Error())
+				httpx.Error(w, r, err)
+				return
+			}
+		}
 		if tok := r.Header.Get(auth.InternalHeader); tok != "" {
 			r = r.WithContext(context.WithValue(r.Context(), headerToken{}, tok))
 		}

@@ -279,7 +279,7 @@ func Start(t testing.TB, opt Options) *Stack {
 	}
 	servers[CreateOrder].handler = roundRobin(creates)
 	servers[Sweep].handler = wrap(Sweep, sweepfn.New(s.Sweeper, env.Internal))
-	servers[HandleTimeout].handler = handletimeout.New(env.Decider(), cfg, log).HTTPHandler()
+	servers[HandleTimeout].handler = handletimeout.New(env.Decider(), cfg, log, env.Internal).HTTPHandler()
 	for name, srv := range servers {
 		if err := srv.start(); err != nil {
 			t.Fatalf("start %s: %v", name, err)

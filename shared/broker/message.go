@@ -229,7 +229,9 @@ func ceilMilli(t time.Time) int64 {
 }
 
 // brokerDeath reads why and when the broker itself dead-lettered a message
-// (its x-death header: over the delivery limit, say), or "".
+// (its x-death header: over the delivery limit, say), or "". A TTL expiry
+// is not a death here: it is how a timer moves down the ladder's tiers,
+// and every live message carries one.
 func brokerDeath(h amqp.Table) (string, time.Time) {
 	deaths, ok := h["x-death"].([]any)
 	if !ok || len(deaths) == 0 {
@@ -240,6 +242,9 @@ func brokerDeath(h amqp.Table) (string, time.Time) {
 		return "", time.Time{}
 	}
 	reason, _ := d["reason"].(string)
+	if reason == "expired" {
+		return "", time.Time{}
+	}
 	queue, _ := d["queue"].(string)
 	at, _ := d["time"].(time.Time)
 	return fmt.Sprintf("broker: %s in %s", reason, queue), at.UTC()

@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 func delivery(p amqp.Publishing) amqp.Delivery {
@@ -101,4 +104,59 @@ func FuzzMessageMeta(f *testing.F) {
 			t.Fatalf("%+v read back as %+v", m, got)
 		}
 	})
+}
+
+// A timer that went down the ladder carries the broker's "expired" death
+// from each tier: that is its normal path, not a dead letter, so it reads
+// back with no reason — checked on the real broker — while a real broker
+// death (over the delivery limit) still does.
+func TestLiveMessagesCarryNoDeath(t *testing.T) {
+	if m, _ := FromDelivery(amqp.Delivery{MessageId: "m", Headers: amqp.Table{HeaderMeta: "due=5 type=t",
+		"x-death": []any{amqp.Table{"reason": "delivery_limit", "queue": "ot.due", "count": int64(1)}}}}); m.Reason != "broker: delivery_limit in ot.due" {
+		t.Errorf("a real death read as %q", m.Reason)
+	}
+	url := testenv.AMQPURL(t)
+	topo := Topology{Prefix: testenv.UniqueName("ot-nodeath"), Mode: ModeLadder, Tiers: firstTier + 2}
+	if err := testenv.OnAMQPChannel(url, topo.Declare); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = testenv.OnAMQPChannel(url, topo.Delete) })
+	p := NewPublisher(url, topo)
+	defer p.Close()
+	if err := p.Publish(context.Background(), Message{ID: "hop", Type: "t", DueAt: time.Now().Add(HoldMax + TierTTL(firstTier))}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := Dial(url, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(HoldMax + 2*TierTTL(firstTier) + 10*time.Second)
+	for {
+		d, ok, err := ch.Get(topo.DueQueue(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if _, expired := d.Headers["x-death"]; !expired {
+				t.Fatalf("the message reached %s without going through a tier: %v", topo.DueQueue(), d.Headers)
+			}
+			m, err := FromDelivery(d)
+			if err != nil || m.Reason != "" {
+				t.Fatalf("a live message read back with reason %q (%v)", m.Reason, err)
+			}
+			if _, has := m.Publishing().Headers[HeaderReason]; has {
+				t.Fatal("its next copy would carry x-dead-reason")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message never came due")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

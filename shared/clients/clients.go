@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -32,9 +33,27 @@ type Client struct {
 	Attempts int
 }
 
-// New builds a client with a per-attempt timeout and 3 attempts.
+// New builds a client with a per-attempt timeout and 3 attempts, over a
+// transport of its own sized for an instance's concurrency.
 func New(base string, signer auth.Signer, timeout time.Duration) *Client {
-	return &Client{Base: base, HTTP: &http.Client{Transport: http.DefaultTransport}, Signer: signer, Timeout: timeout, Attempts: 3}
+	return &Client{Base: base, HTTP: &http.Client{Transport: NewTransport()}, Signer: signer, Timeout: timeout, Attempts: 3}
+}
+
+// MaxIdlePerPeer is how many idle connections a client keeps to its peer:
+// an instance serves up to 40 requests at once (terraform's
+// max_instance_request_concurrency), each calling a peer, and net/http's
+// default of 2 would make most of those calls open (and handshake) a new
+// connection under load.
+const MaxIdlePerPeer = 64
+
+// NewTransport returns net/http's default transport with idle connections
+// kept for MaxIdlePerPeer concurrent calls to one host.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * MaxIdlePerPeer
+	t.MaxIdleConnsPerHost = MaxIdlePerPeer
+	t.IdleConnTimeout = 90 * time.Second
+	return t
 }
 
 // StatusError is a non-2xx answer that is not retried.
@@ -42,13 +61,20 @@ type StatusError struct {
 	Status  int
 	Code    string
 	Message string // the peer's public message
+	// RetryAfter is a 429's or 503's Retry-After (0: none given).
+	RetryAfter time.Duration
 }
+
+// maxRetryAfter caps how long a peer's Retry-After is honoured.
+const maxRetryAfter = 10 * time.Second
 
 func (e *StatusError) Error() string { return fmt.Sprintf("status %d %s", e.Status, e.Code) }
 
 // call sends method path with in as JSON and decodes a 2xx answer into out.
-// 4xx answers become domain errors by their contract code; transport errors
-// and 5xx are retried with jittered backoff and end as domain.ErrUnavailable.
+// 4xx answers become domain errors by their contract code; transport errors,
+// 5xx and 429 (a peer at its instance limit) are retried with jittered
+// backoff, waiting at least a Retry-After the peer gave, and end as
+// domain.ErrUnavailable.
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -62,17 +88,22 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	for attempt := 1; attempt <= max(c.Attempts, 1); attempt++ {
 		err := c.once(ctx, method, path, body, out)
 		var se *StatusError
-		if err == nil || !errors.Is(err, domain.ErrUnavailable) || errors.As(err, &se) && se.Status < 500 {
+		isStatus := errors.As(err, &se)
+		if err == nil || !errors.Is(err, domain.ErrUnavailable) || isStatus && se.Status < 500 && se.Status != http.StatusTooManyRequests {
 			return err
 		}
 		last = err
 		if attempt == c.Attempts {
 			break
 		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		if isStatus && se.RetryAfter > wait {
+			wait = min(se.RetryAfter, maxRetryAfter)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %s %s%s: %w (last: %w)", domain.ErrUnavailable, method, c.Base, path, ctx.Err(), last)
-		case <-time.After(backoff/2 + time.Duration(rand.Int64N(int64(backoff)))):
+		case <-time.After(wait):
 		}
 		backoff *= 2
 	}
@@ -115,7 +146,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	var eb httpx.ErrorBody
 	_ = json.Unmarshal(data, &eb)
-	se := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	se := &StatusError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
 		return fmt.Errorf("%w: %s %s%s: %w", domain.ErrUnavailable, method, c.Base, path, se)
 	}
@@ -137,4 +168,18 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		kind = domain.ErrUnavailable
 	}
 	return fmt.Errorf("%s %s%s: %w: %w", method, c.Base, path, kind, se)
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -36,8 +37,10 @@ type ErrorDetail struct {
 // trailing data and bodies over MaxBody are errors. Every failure is a
 // *domain.InvalidError whose message is safe to show.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return domain.Invalidf("Content-Type must be application/json")
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return fmt.Errorf("Content-Type %.60q is not application/json: %w", ct, ErrUnsupportedMedia)
+		}
 	}
 	return DecodeBytes(http.MaxBytesReader(w, r.Body, MaxBody), v)
 }

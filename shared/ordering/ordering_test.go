@@ -288,3 +288,33 @@ func TestCreateCompensation(t *testing.T) {
 		})
 	}
 }
+
+// stuckKeys is a key store whose settle hangs until its context ends, as
+// a Firestore that stopped answering would.
+type stuckKeys struct {
+	*fakeKeys
+	hadDeadline bool
+}
+
+func (s *stuckKeys) SettleKey(ctx context.Context, _, _, _ string, _ domain.LeaseState) error {
+	_, s.hadDeadline = ctx.Deadline()
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// The key's settle after a create runs on a context of its own with a
+// deadline (the caller's may have none, or have ended): a store that
+// hangs cannot hold the answer.
+func TestKeySettleIsBounded(t *testing.T) {
+	f := newFixture()
+	keys := &stuckKeys{fakeKeys: f.svc.Keys.(*fakeKeys)}
+	f.svc.Keys = keys
+	f.svc.Settings.CallTimeout = 200 * time.Millisecond
+	start := time.Now()
+	if _, _, err := f.create(t, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); !keys.hadDeadline || took > 5*time.Second {
+		t.Fatalf("settle had a deadline: %v; the create took %v", keys.hadDeadline, took)
+	}
+}
