@@ -121,10 +121,6 @@ resource "google_cloud_run_v2_service" "relay" {
         value = "30s"
       }
       env {
-        name  = "RELAY_HTTP_CLIENT"
-        value = "own"
-      }
-      env {
         name  = "RELAY_DRAIN_TIMEOUT"
         value = "8s"
       }

@@ -341,7 +341,10 @@ func (s *Stack) StartRelay(opt relay.Options) *relay.Relay {
 	if opt.Drain == 0 {
 		opt.Drain = 5 * time.Second
 	}
-	r := relay.New(opt)
+	r, err := relay.New(opt)
+	if err != nil {
+		s.T.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.Relay = r

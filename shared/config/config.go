@@ -52,7 +52,6 @@ const (
 	EnvRelayBackoffBase   = "RELAY_BACKOFF_BASE"
 	EnvRelayBackoffMax    = "RELAY_BACKOFF_MAX"
 	EnvRelayHTTPTimeout   = "RELAY_HTTP_TIMEOUT"
-	EnvRelayHTTPClient    = "RELAY_HTTP_CLIENT"
 	EnvRelayDrainDeadline = "RELAY_DRAIN_TIMEOUT"
 	EnvPort               = "PORT"
 )
@@ -312,7 +311,7 @@ func contains(list []string, s string) bool {
 var RelayVars = []string{
 	EnvAMQPURL, EnvBrokerMode, EnvBrokerPrefix, EnvInternalMode, EnvInternalSecret, EnvLogLevel, EnvTraceExporter,
 	EnvRelayTarget, EnvRelayConcurrency, EnvRelayPrefetch, EnvRelayMaxAttempts, EnvRelayImmediate,
-	EnvRelayBackoffBase, EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayHTTPClient, EnvRelayDrainDeadline, EnvPort,
+	EnvRelayBackoffBase, EnvRelayBackoffMax, EnvRelayHTTPTimeout, EnvRelayDrainDeadline, EnvPort,
 }
 
 // Relay is the relay's configuration.
@@ -332,7 +331,6 @@ type Relay struct {
 	BackoffBase    time.Duration
 	BackoffMax     time.Duration
 	HTTPTimeout    time.Duration
-	HTTPClient     string // "own" or "net/http"
 	Drain          time.Duration
 	Port           string
 }
@@ -358,7 +356,6 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		BackoffBase:    dur(EnvRelayBackoffBase, time.Second),
 		BackoffMax:     dur(EnvRelayBackoffMax, 5*time.Minute),
 		HTTPTimeout:    dur(EnvRelayHTTPTimeout, 30*time.Second),
-		HTTPClient:     str(EnvRelayHTTPClient, "own"),
 		Drain:          dur(EnvRelayDrainDeadline, 20*time.Second),
 		Port:           str(EnvPort, "8080"),
 	}
@@ -370,9 +367,6 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 		errs = append(errs, fmt.Errorf("%s is required", EnvAMQPURL))
 	} else if err := broker.CheckURLs(r.AMQPURL); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvAMQPURL, err))
-	}
-	if r.HTTPClient != "own" && r.HTTPClient != "net/http" {
-		errs = append(errs, fmt.Errorf("%s=%q: want own or net/http", EnvRelayHTTPClient, r.HTTPClient))
 	}
 	if r.Target == "" {
 		errs = append(errs, fmt.Errorf("%s is required", EnvRelayTarget))

@@ -465,49 +465,6 @@ func BenchmarkRelayFailureRatio(b *testing.B) {
 	b.ReportMetric(ratiosTried[0], "min-%-of-clean-all-tried")
 }
 
-// BenchmarkRelayHTTPClient compares the relay's own HTTP/1.1 client with
-// net/http tuned as well as it goes (RELAY_HTTP_CLIENT=net/http: a client
-// per worker keeping its connection alive), in pairs like
-// BenchmarkRelayFailureRatio: both queues loaded, drained one right after
-// the other into the instant sink, the order alternating. It reports
-// net/http's rate and CPU per message as a share of the own client's, and
-// both absolute figures. Run several pairs: -benchtime 4x.
-func BenchmarkRelayHTTPClient(b *testing.B) {
-	var rate, cpu []float64
-	var ownRate, netRate, ownCPU, netCPU float64
-	for i := range b.N {
-		first, second := loaded(b), loaded(b)
-		brokerSettle()
-		run := func(e *benchEnv, client string) drained {
-			d := e.drain(answerInstant, 64, "RELAY_HTTP_CLIENT="+client)
-			brokerSettle()
-			return d
-		}
-		var own, net drained
-		if i%2 == 0 {
-			own, net = run(first, "own"), run(second, "net/http")
-		} else {
-			net, own = run(first, "net/http"), run(second, "own")
-		}
-		first.close()
-		second.close()
-		rate = append(rate, 100*net.rate/own.rate)
-		cpu = append(cpu, 100*net.relayUS/own.relayUS)
-		ownRate, netRate, ownCPU, netCPU = ownRate+own.rate, netRate+net.rate, ownCPU+own.relayUS, netCPU+net.relayUS
-		b.Logf("pair %d: own %.0f msgs/s at %.1f µs/msg (RSS %.1f MB), net/http %.0f msgs/s at %.1f µs/msg (RSS %.1f MB); sink %.1f vs %.1f µs/request",
-			i+1, own.rate, own.relayUS, own.peakRSS, net.rate, net.relayUS, net.peakRSS, own.sinkUS, net.sinkUS)
-	}
-	sort.Float64s(rate)
-	sort.Float64s(cpu)
-	n := float64(b.N)
-	b.ReportMetric(median(rate), "nethttp-rate-%-of-own")
-	b.ReportMetric(median(cpu), "nethttp-cpu-%-of-own")
-	b.ReportMetric(ownRate/n, "own-msgs/s")
-	b.ReportMetric(netRate/n, "nethttp-msgs/s")
-	b.ReportMetric(ownCPU/n, "own-relay-cpu-µs/msg")
-	b.ReportMetric(netCPU/n, "nethttp-relay-cpu-µs/msg")
-}
-
 // median of sorted values (of an even count, the mean of the middle two).
 func median(sorted []float64) float64 {
 	n := len(sorted)

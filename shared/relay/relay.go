@@ -37,11 +37,7 @@ type Options struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	HTTPTimeout time.Duration
-	// HTTPClient picks how deliveries are written: HTTPClientOwn (default,
-	// the relay's own HTTP/1.1 writer and reader) or HTTPClientNet
-	// (net/http: HTTP/2, proxies).
-	HTTPClient string
-	Drain      time.Duration // on shutdown, how long in-flight deliveries may finish
+	Drain       time.Duration // on shutdown, how long in-flight deliveries may finish
 	// ImmediateRetries: how many retries of a delivery wait only a short
 	// pause (25–50 ms) before the backoff starts (default 1; negative:
 	// none; never after a 429). An isolated failure (a cold start, a reset
@@ -96,34 +92,28 @@ func (o *Options) defaults() {
 	}
 }
 
-// The delivery clients (Options.HTTPClient, RELAY_HTTP_CLIENT).
-const (
-	HTTPClientOwn = "own"
-	HTTPClientNet = "net/http"
-)
-
 // Relay is one relay process.
 type Relay struct {
-	opt       Options
-	poster    *poster
-	posterErr error
-	Metrics   *Metrics
+	opt     Options
+	poster  *poster
+	Metrics *Metrics
 }
 
-// New builds a relay. A bad target URL makes Run fail at once.
-func New(opt Options) *Relay {
+// New builds a relay; a bad target URL is an error.
+func New(opt Options) (*Relay, error) {
 	opt.defaults()
-	p, err := newPoster(opt.Target, opt.HTTPTimeout, opt.Signer, opt.Token, opt.HTTPClient == HTTPClientNet)
-	return &Relay{opt: opt, poster: p, posterErr: err, Metrics: &Metrics{}}
+	p, err := newPoster(opt.Target, opt.HTTPTimeout, opt.Signer, opt.Token, opt.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	return &Relay{opt: opt, poster: p, Metrics: &Metrics{}}, nil
 }
 
 // Run relays until ctx is cancelled, reconnecting after any broker failure.
 // On cancellation it stops consuming, lets in-flight deliveries finish
 // within the drain deadline, and returns nil.
 func (r *Relay) Run(ctx context.Context) error {
-	if r.posterErr != nil {
-		return r.posterErr
-	}
+	defer r.poster.close()
 	backoff := 250 * time.Millisecond
 	for {
 		started := time.Now()
@@ -180,6 +170,9 @@ type session struct {
 	// waitCtx waits, until the session ends.
 	copies          chan *copyWait
 	pubCtx, waitCtx context.Context
+	// deliverCtx bounds deliveries: past a shutdown signal for as long as
+	// the session drains, and no longer.
+	deliverCtx context.Context
 }
 
 // consumer is one consuming channel: its queue, its acks, and how long a
@@ -437,6 +430,9 @@ func (r *Relay) session(ctx context.Context) error {
 	// Copies are published and confirmed past a shutdown signal, for as
 	// long as the session drains.
 	s.pubCtx = context.WithoutCancel(ctx)
+	var cancelDeliveries context.CancelFunc
+	s.deliverCtx, cancelDeliveries = context.WithCancel(s.pubCtx)
+	defer cancelDeliveries()
 	var cancelWaits context.CancelFunc
 	s.waitCtx, cancelWaits = context.WithCancel(s.pubCtx)
 	copiesEnd := make(chan struct{})
@@ -451,15 +447,13 @@ func (r *Relay) session(ctx context.Context) error {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			var wc *wconn
-			defer func() { wc.close() }()
 			f := feeds{due: due.deliveries, retry: retry.deliveries}
 			for {
 				j, ok := s.next(&f)
 				if !ok {
 					return
 				}
-				s.handle(&wc, j)
+				s.handle(j)
 			}
 		}()
 	}
@@ -494,6 +488,7 @@ loop:
 	case <-done:
 	case <-time.After(r.opt.Drain):
 		r.opt.Log.Error("drain deadline passed; unacked messages return to the queue", "in_flight", r.Metrics.InFlight.Load())
+		cancelDeliveries() // requests still in flight end now
 	}
 	due.ack.close()
 	retry.ack.close()
@@ -527,7 +522,7 @@ var producer = trace.WithSpanKind(trace.SpanKindProducer)
 
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
 // It acks only after the message's fate is settled.
-func (s *session) handle(wc **wconn, j job) {
+func (s *session) handle(j job) {
 	r := s.r
 	defer r.Metrics.InFlight.Add(-1)
 	if j.since.IsZero() {
@@ -555,13 +550,13 @@ func (s *session) handle(wc **wconn, j job) {
 	// create), and hands it on in the CloudEvent: with a span of its own
 	// when spans are recorded, else the message's trace context as it is
 	// (a span nobody records cost ~4 % of a delivery's CPU).
-	ctx, out := s.ctx, m // the message keeps the create's trace for its retries
+	ctx, out := s.deliverCtx, m // the message keeps the create's trace for its retries
 	var span trace.Span
 	if telemetry.Recording() {
-		ctx, span = telemetry.Tracer().Start(telemetry.Extract(s.ctx, m.Trace), "relay.deliver "+m.Type, producer)
+		ctx, span = telemetry.Tracer().Start(telemetry.Extract(s.deliverCtx, m.Trace), "relay.deliver "+m.Type, producer)
 		out.Trace = telemetry.Inject(ctx)
 	}
-	status, detail, err := r.poster.post(ctx, wc, out)
+	status, detail, err := r.poster.post(ctx, out)
 	if span != nil {
 		span.End()
 	}

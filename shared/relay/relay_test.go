@@ -135,7 +135,10 @@ func (e *env) runOn(amqpURL string, opt relay.Options, target string) (*relay.Re
 	if opt.Log == nil {
 		opt.Log = logging.New(io.Discard, slog.LevelInfo)
 	}
-	r := relay.New(opt)
+	r, err := relay.New(opt)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.Run(ctx) }()
@@ -259,9 +262,8 @@ func TestCredentialRefusalsAreRetriedNotDeadLettered(t *testing.T) {
 	}
 }
 
-// The net/http delivery client (RELAY_HTTP_CLIENT=net/http) delivers and
-// retries like the relay's own.
-func TestNetHTTPClientDelivers(t *testing.T) {
+// A target's 503 is retried, not dead-lettered, and every timer arrives.
+func TestRelayRetriesA503(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	s := newSink(t)
@@ -273,7 +275,7 @@ func TestNetHTTPClientDelivers(t *testing.T) {
 		return 200
 	})
 	e.publish(50, time.Now(), "m")
-	r, _ := e.run(relay.Options{Concurrency: 8, HTTPClient: relay.HTTPClientNet}, s.srv.URL)
+	r, _ := e.run(relay.Options{Concurrency: 8}, s.srv.URL)
 	waitFor(t, 15*time.Second, "all 50 delivered", func() bool { return s.distinct() == 50 })
 	if r.Metrics.Retried.Load() == 0 || r.Metrics.DeadLettered.Load() != 0 {
 		t.Fatalf("retried %d, dead-lettered %d", r.Metrics.Retried.Load(), r.Metrics.DeadLettered.Load())

@@ -26,7 +26,10 @@ func TestHoldAfterReleaseRequeues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New(Options{Target: "http://127.0.0.1:9/"})
+	r, err := New(Options{Target: "http://127.0.0.1:9/"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := &consumer{ch: ch, ack: newAcker(ch, &r.Metrics.AckFrames, slog.Default()), hold: time.Second}
 	s := &session{r: r, due: c, retry: c, stop: make(chan struct{}), released: make(chan struct{}), timer: map[*waiting]struct{}{}}
 	defer c.ack.close()

@@ -56,7 +56,6 @@ func run(cfg config.Relay) error {
 		BackoffBase: cfg.BackoffBase,
 		BackoffMax:  cfg.BackoffMax,
 		HTTPTimeout: cfg.HTTPTimeout,
-		HTTPClient:  cfg.HTTPClient,
 		Drain:       cfg.Drain,
 		Signer:      auth.SignerFor(cfg.InternalMode, cfg.InternalSecret),
 		Log:         log,
@@ -68,7 +67,10 @@ func run(cfg config.Relay) error {
 	if cfg.Immediate == 0 {
 		opt.ImmediateRetries = -1 // in Options, 0 means the default
 	}
-	r := relay.New(opt)
+	r, err := relay.New(opt)
+	if err != nil {
+		return err
+	}
 	if err := r.Metrics.RegisterOTel(otel.Meter(telemetry.Name)); err != nil {
 		return err
 	}
