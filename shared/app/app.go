@@ -5,10 +5,14 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -97,16 +101,105 @@ func Topology(c config.Config) broker.Topology {
 }
 
 // NewEnv loads the config (requiring need) and builds the environment.
+// It installs telemetry once per process (a failed setup is tried again
+// by the next build) and, on SIGTERM (Cloud Run's notice before it stops
+// an instance), flushes the batched spans and the last metrics and closes
+// the environment's clients before the process ends.
 func NewEnv(ctx context.Context, need ...string) (*Env, error) {
 	cfg, err := config.Load(need...)
 	if err != nil {
 		return nil, err
 	}
-	traceOnce.Do(func() { _, traceErr = telemetry.Setup(cfg.TraceExporter, cfg.Project) })
-	if traceErr != nil {
-		return nil, traceErr
+	flush, err := installTelemetry(cfg)
+	if err != nil {
+		return nil, err
 	}
-	return Build(ctx, cfg, logging.ForLevel(cfg.LogLevel))
+	env, err := Build(ctx, cfg, logging.ForLevel(cfg.LogLevel))
+	if err != nil {
+		return nil, err
+	}
+	go OnSignal(sigterm(), func(ctx context.Context) {
+		if err := errors.Join(flush(ctx), env.Close()); err != nil {
+			env.Log.Warn("shutdown: flush or close failed", "error", err.Error())
+		}
+	}, reraise)
+	return env, nil
+}
+
+// Close closes the environment's clients (the order-events publisher
+// flushes what it holds).
+func (e *Env) Close() error {
+	var errs []error
+	if e.Events != nil {
+		if p, ok := e.Events.Publisher.(interface{ Close() error }); ok {
+			errs = append(errs, p.Close())
+		}
+	}
+	if e.Publisher != nil {
+		errs = append(errs, e.Publisher.Close())
+	}
+	if e.Store != nil {
+		errs = append(errs, e.Store.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// OnSignal waits for one signal on sig, runs cleanup with a deadline of
+// ShutdownGrace, then calls after (the process's default reaction).
+func OnSignal(sig <-chan os.Signal, cleanup func(context.Context), after func(os.Signal)) {
+	s, ok := <-sig
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace)
+	defer cancel()
+	cleanup(ctx)
+	after(s)
+}
+
+// ShutdownGrace bounds the flush on SIGTERM: Cloud Run kills an instance
+// 10 s after the signal.
+const ShutdownGrace = 5 * time.Second
+
+func sigterm() <-chan os.Signal {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGTERM)
+	return c
+}
+
+// reraise ends the process the way the signal would have.
+func reraise(s os.Signal) {
+	signal.Reset(s)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Signal(s)
+	}
+}
+
+// telemetryState is the process's telemetry: OpenTelemetry's providers
+// are process-global, so they are installed once; a failed install is not
+// remembered, so the next build tries again.
+var telemetryState struct {
+	sync.Mutex
+	flush func(context.Context) error
+}
+
+func installTelemetry(cfg config.Config) (func(context.Context) error, error) {
+	return installTelemetryWith(func() (func(context.Context) error, error) {
+		return telemetry.Setup(cfg.TraceExporter, cfg.Project)
+	})
+}
+
+func installTelemetryWith(setup func() (func(context.Context) error, error)) (func(context.Context) error, error) {
+	telemetryState.Lock()
+	defer telemetryState.Unlock()
+	if telemetryState.flush == nil {
+		flush, err := setup()
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: %w", err)
+		}
+		telemetryState.flush = flush
+	}
+	return telemetryState.flush, nil
 }
 
 // Build builds the environment of cfg: the store (when a project is set),
@@ -169,12 +262,6 @@ func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 		h.ServeHTTP(w, r)
 	}
 }
-
-// traceOnce installs the process's tracer provider once.
-var (
-	traceOnce sync.Once
-	traceErr  error
-)
 
 // Serve wraps a function's handler: a server span named after the function
 // (continuing the caller's W3C trace), and a request logger carrying the

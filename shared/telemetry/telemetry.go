@@ -17,22 +17,41 @@ import (
 	"sync/atomic"
 	"time"
 
-	mexporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/metric"
-	texporter "github.com/GoogleCloudPlatform/opentelemetry-operations-go/exporter/trace"
+	"go.opentelemetry.io/contrib/detectors/gcp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/oauth"
 )
 
 // Exporters selectable with TRACE_EXPORTER.
 const (
 	ExportNone   = "none"   // spans are created (ids propagate) but not exported
 	ExportStdout = "stdout" // JSON spans on stderr (local debugging)
-	ExportGCP    = "gcp"    // Cloud Trace and Cloud Monitoring (production)
+	ExportGCP    = "gcp"    // Cloud Trace and Cloud Monitoring through the Telemetry (OTLP) API (production)
 )
+
+// TelemetryEndpoint is Google Cloud's Telemetry API, which takes OTLP
+// traces (into Cloud Trace) and metrics (into Cloud Monitoring) as they
+// are, with the instance's service account (Application Default
+// Credentials). It replaces the Cloud Trace and Cloud Monitoring
+// exporters of opentelemetry-operations-go, deprecated and archived
+// after 2027-01-01.
+const TelemetryEndpoint = "telemetry.googleapis.com:443"
+
+// MetricPrefix keeps the metric names the alert policies and the
+// dashboard read (workload.googleapis.com/<name>, as the old exporter
+// wrote them); without it the Telemetry API files them under
+// prometheus.googleapis.com/.
+const MetricPrefix = "workload.googleapis.com/"
 
 // Name is the instrumentation scope.
 const Name = "github.com/ordertimeout/ordertimeout"
@@ -62,6 +81,9 @@ func SetTracerProvider(tp trace.TracerProvider, records bool) {
 func Setup(exporter, project string, readers ...sdkmetric.Reader) (func(context.Context) error, error) {
 	var opts []sdktrace.TracerProviderOption
 	sampler := sdktrace.ParentBased(sdktrace.AlwaysSample())
+	var gcpOpts []grpc.DialOption
+	var res *resource.Resource
+	headers := map[string]string{}
 	switch exporter {
 	case "", ExportNone:
 		// Nothing reads the spans: they get ids (which propagate and
@@ -74,33 +96,63 @@ func Setup(exporter, project string, readers ...sdkmetric.Reader) (func(context.
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	case ExportGCP:
-		exp, err := texporter.New(texporter.WithProjectID(project))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		creds, err := oauth.NewApplicationDefault(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("Cloud Trace exporter: %w", err)
+			return nil, fmt.Errorf("telemetry credentials: %w", err)
 		}
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		gcpOpts = []grpc.DialOption{grpc.WithPerRPCCredentials(creds)}
+		attrs := []attribute.KeyValue{attribute.String("service.name", serviceName())}
+		if project != "" { // else the detector's (the instance's own project)
+			attrs = append(attrs, attribute.String("gcp.project_id", project))
+			headers["x-goog-user-project"] = project
+		}
+		if res, err = resource.New(ctx, resource.WithDetectors(gcp.NewDetector()), resource.WithTelemetrySDK(), resource.WithFromEnv(),
+			resource.WithAttributes(attrs...)); err != nil {
+			return nil, fmt.Errorf("telemetry resource: %w", err)
+		}
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(TelemetryEndpoint), otlptracegrpc.WithDialOption(gcpOpts...),
+			otlptracegrpc.WithHeaders(headers))
+		if err != nil {
+			return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	default:
 		return nil, fmt.Errorf("trace exporter %q: want none, stdout or gcp", exporter)
 	}
+	var mopts []sdkmetric.Option
+	if exporter == ExportGCP {
+		mexp, err := otlpmetricgrpc.New(context.Background(), otlpmetricgrpc.WithEndpoint(TelemetryEndpoint), otlpmetricgrpc.WithDialOption(gcpOpts...),
+			otlpmetricgrpc.WithHeaders(headers))
+		if err != nil {
+			return nil, fmt.Errorf("OTLP metric exporter: %w", err)
+		}
+		mopts = append(mopts, sdkmetric.WithResource(res), sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(time.Minute))),
+			sdkmetric.WithView(func(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
+				return sdkmetric.Stream{Name: MetricPrefix + i.Name, Description: i.Description, Unit: i.Unit}, true
+			}))
+	}
 	tp := sdktrace.NewTracerProvider(append(opts, sdktrace.WithSampler(sampler))...)
 	SetTracerProvider(tp, len(opts) > 0)
-	if exporter == ExportGCP {
-		mexp, err := mexporter.New(mexporter.WithProjectID(project))
-		if err != nil {
-			return nil, fmt.Errorf("Cloud Monitoring exporter: %w", err)
-		}
-		readers = append(readers, sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(time.Minute)))
-	}
-	if len(readers) == 0 {
+	if len(readers) == 0 && len(mopts) == 0 {
 		return tp.Shutdown, nil
 	}
-	var mopts []sdkmetric.Option
 	for _, r := range readers {
 		mopts = append(mopts, sdkmetric.WithReader(r))
 	}
 	mp := sdkmetric.NewMeterProvider(mopts...)
 	otel.SetMeterProvider(mp)
 	return func(ctx context.Context) error { return errors.Join(tp.Shutdown(ctx), mp.Shutdown(ctx)) }, nil
+}
+
+// serviceName is the function's or the relay's name on Cloud Run
+// (K_SERVICE), for the spans' and metrics' resource.
+func serviceName() string {
+	if s := os.Getenv("K_SERVICE"); s != "" {
+		return s
+	}
+	return "ordertimeout"
 }
 
 // Tracer is the project's tracer (from the global provider).

@@ -45,7 +45,12 @@ func run(cfg config.Relay) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = shutdown(context.Background()) }()
+	defer func() {
+		// Flush the last spans and metrics, within Cloud Run's grace.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(ctx)
+	}()
 	opt := relay.Options{
 		AMQPURL:     cfg.AMQPURL,
 		Topology:    broker.Topology{Prefix: cfg.BrokerPrefix, Mode: cfg.BrokerMode},
