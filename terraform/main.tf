@@ -67,6 +67,7 @@ locals {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "telemetry.googleapis.com", # OTLP traces and metrics (shared/telemetry)
     "vpcaccess.googleapis.com",
   ]
 }
@@ -130,7 +131,7 @@ resource "google_project_iam_member" "fn_firestore" {
 # Logs, traces and metrics.
 resource "google_project_iam_member" "telemetry" {
   for_each = {
-    for pair in setproduct(concat(keys(local.functions), ["relay"]), ["roles/logging.logWriter", "roles/cloudtrace.agent", "roles/monitoring.metricWriter"]) :
+    for pair in setproduct(concat(keys(local.functions), ["relay"]), ["roles/logging.logWriter", "roles/cloudtrace.agent", "roles/telemetry.tracesWriter", "roles/monitoring.metricWriter"]) :
     "${pair[0]}/${pair[1]}" => { who = pair[0], role = pair[1] }
   }
   project = var.project_id
