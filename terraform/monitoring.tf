@@ -19,7 +19,13 @@ locals {
     orders_paid     = "workload.googleapis.com/orders.paid"
     orders_cancel   = "workload.googleapis.com/orders.cancelled"
     timeout_latency = "workload.googleapis.com/orders.timeout.lateness"
+    orders_refused  = "workload.googleapis.com/orders.refused"
+    events_sent     = "workload.googleapis.com/orders.events.published"
+    outbox_age      = "workload.googleapis.com/orders.events.outbox_age"
   }
+  # The same metrics in Cloud Monitoring's PromQL: the domain's dots become
+  # underscores, its "/" a colon, the name's dots underscores.
+  promql     = { for k, m in local.metric : k => "workload_googleapis_com:${replace(trimprefix(m, "workload.googleapis.com/"), ".", "_")}" }
   alert_docs = "Runbook: the README's \"Operating it\" and \"Runbook: timers were dead-lettered\" (otctl dead list / redrive)."
 }
 
@@ -34,16 +40,14 @@ resource "google_monitoring_alert_policy" "sweeper_finds" {
   }
   conditions {
     display_name = "sweeper.finds > 0 in 5 min"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.sweeper_finds}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "sum(increase(${local.promql.sweeper_finds}[5m])) > 0"
+      duration                  = "0s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   depends_on = [google_project_service.apis]
@@ -60,16 +64,14 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   }
   conditions {
     display_name = "relay.dead_lettered > 0 in 5 min"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.dead_lettered}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "sum(increase(${local.promql.dead_lettered}[5m])) > 0"
+      duration                  = "0s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   depends_on = [google_project_service.apis]
@@ -85,45 +87,39 @@ resource "google_monitoring_alert_policy" "relay_stuck" {
     mime_type = "text/markdown"
   }
   conditions {
-    display_name = "relay.connected < 1 for 2 min"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.connected}\""
-      comparison      = "COMPARISON_LT"
-      threshold_value = 1
-      duration        = "120s"
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_MAX"
-        cross_series_reducer = "REDUCE_MAX"
-      }
+    display_name = "relay.connected < 1, or no relay exports anything, for 2 min"
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "(max(max_over_time(${local.promql.connected}[2m])) < 1) or absent_over_time(${local.promql.connected}[5m])"
+      duration                  = "120s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   conditions {
     display_name = "messages waiting in ot.due for 5 min"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.queue_depth}\" AND metric.label.queue = \"due\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_due_backlog
-      duration        = "300s"
-      aggregations {
-        alignment_period     = "60s"
-        per_series_aligner   = "ALIGN_MIN"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "sum(min_over_time(${local.promql.queue_depth}{queue=\"due\"}[5m])) > ${var.alert_due_backlog}"
+      duration                  = "300s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   conditions {
     display_name = "the target refuses the relay (401/403/404/405/415)"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.refusals}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_SUM"
-      }
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "sum(increase(${local.promql.refusals}[5m])) > 0"
+      duration                  = "0s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   depends_on = [google_project_service.apis]
@@ -166,16 +162,35 @@ resource "google_monitoring_alert_policy" "timeout_lateness" {
   }
   conditions {
     display_name = "orders.timeout.lateness p99 > ${var.alert_lateness_p99_seconds} s for 10 min"
-    condition_threshold {
-      filter          = "metric.type = \"${local.metric.timeout_latency}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.alert_lateness_p99_seconds
-      duration        = "600s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_DELTA"
-        cross_series_reducer = "REDUCE_PERCENTILE_99"
-      }
+    # PromQL with metric validation off: the policy is created before the
+    # code has ever exported the metric (a fresh project), and fires once
+    # it does.
+    condition_prometheus_query_language {
+      query                     = "histogram_quantile(0.99, sum by (le) (rate(${local.promql.timeout_latency}_bucket[5m]))) > ${var.alert_lateness_p99_seconds}"
+      duration                  = "600s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_monitoring_alert_policy" "events_waiting" {
+  display_name          = "ordertimeout: order events wait in the outbox"
+  combiner              = "OR"
+  severity              = "WARNING"
+  notification_channels = var.alert_notification_channels
+  documentation {
+    content   = "A sweep found order events recorded more than ${var.alert_outbox_age_seconds} s ago and not yet on the ${var.events_topic} topic: the functions could not publish them (Pub/Sub permissions, the topic, an outage). The sweeper keeps sending them; subscribers get them late, never lost. Check the functions' WARN lines \"order events not published\". ${local.alert_docs}"
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "an event waited over ${var.alert_outbox_age_seconds} s in the last 10 min"
+    condition_prometheus_query_language {
+      query                     = "sum(increase(${local.promql.outbox_age}_count[10m])) - sum(increase(${local.promql.outbox_age}_bucket{le=\"${var.alert_outbox_age_seconds}\"}[10m])) > 0"
+      duration                  = "0s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
     }
   }
   depends_on = [google_project_service.apis]
@@ -194,6 +209,8 @@ resource "google_monitoring_dashboard" "ordertimeout" {
           { title = "Relay: due → first attempt p99 (s)", metrics = [local.metric.relay_lateness], aligner = "ALIGN_DELTA", reducer = "REDUCE_PERCENTILE_99" },
           { title = "Queue depths: ot.due / ot.retry / ot.dead", metrics = [local.metric.queue_depth], aligner = "ALIGN_MAX", reducer = "REDUCE_SUM", group_by = ["metric.label.queue"] },
           { title = "Sweeper finds (lost or late timers) and target refusals", metrics = [local.metric.sweeper_finds, local.metric.refusals], aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM" },
+          { title = "Creates refused by shopper limits (by reason)", metrics = [local.metric.orders_refused], aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group_by = ["metric.label.reason"] },
+          { title = "Order events published per second (commit / sweeper)", metrics = [local.metric.events_sent], aligner = "ALIGN_RATE", reducer = "REDUCE_SUM", group_by = ["metric.label.path"] },
           ] : {
           xPos   = (i % 2) * 6
           yPos   = floor(i / 2) * 4

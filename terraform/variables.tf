@@ -112,6 +112,16 @@ variable "alert_lateness_p99_seconds" {
   default     = 30
 }
 
+variable "alert_outbox_age_seconds" {
+  description = "Alert when a sweep finds an order event waiting longer than this in the outbox (a bucket bound of orders.events.outbox_age: 10, 30, 60, 120, 300, 900 or 3600)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = contains([10, 30, 60, 120, 300, 900, 3600], var.alert_outbox_age_seconds)
+    error_message = "alert_outbox_age_seconds must be one of 10, 30, 60, 120, 300, 900, 3600."
+  }
+}
+
 variable "relay_instances" {
   description = "How many relay instances consume the queues (always on). Several are safe: each message goes to one consumer, every step a delivery triggers is idempotent, and a held or unacked message returns to the queue if its instance dies (TestTwoRelaysShareTheQueues)."
   type        = number

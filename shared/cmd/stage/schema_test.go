@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -344,11 +346,67 @@ func TestTerraformMatchesProviderSchema(t *testing.T) {
 		srcs[name] = string(src)
 	}
 	files := parseTF(t, srcs)
+	lowest := providerFloor(t, srcs[filepath.Join(repoRoot, "terraform", "versions.tf")])
+	checked := 0
 	for _, s := range loadSchemas(t) {
+		if v := schemaVersion(s.name); v != nil && versionLess(v, lowest) {
+			t.Logf("%s: below versions.tf's floor %v, not checked", s.name, lowest)
+			continue
+		}
+		checked++
 		for _, p := range append(checkSchema(files, s), checkSensitive(files, s)...) {
 			t.Errorf("%s: %s", s.name, p)
 		}
 	}
+	if checked == 0 {
+		t.Fatalf("no provider schema at or above versions.tf's floor %v in %s", lowest, schemaDir(t))
+	}
+}
+
+// providerFloor reads the google provider's lowest admitted version from
+// versions.tf (its ">= X.Y" constraint).
+func providerFloor(t *testing.T, versions string) []int {
+	t.Helper()
+	m := regexp.MustCompile(`(?s)google\s*=\s*\{.*?version\s*=\s*"\s*>=\s*([0-9.]+)`).FindStringSubmatch(versions)
+	if m == nil {
+		t.Fatal("versions.tf: no \">= X.Y\" constraint on the google provider")
+	}
+	return parseVersion(m[1])
+}
+
+// schemaVersion reads the version from a schema file's name
+// (providers-google-7.45.0.schema.json.gz).
+func schemaVersion(name string) []int {
+	m := regexp.MustCompile(`-([0-9]+\.[0-9]+\.[0-9]+)\.schema`).FindStringSubmatch(name)
+	if m == nil {
+		return nil
+	}
+	return parseVersion(m[1])
+}
+
+func parseVersion(s string) []int {
+	var out []int
+	for _, p := range strings.Split(s, ".") {
+		n, _ := strconv.Atoi(p)
+		out = append(out, n)
+	}
+	return out
+}
+
+func versionLess(a, b []int) bool {
+	for i := range max(len(a), len(b)) {
+		x, y := 0, 0
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // The checks catch what they are for: each broken copy of a small, valid

@@ -405,4 +405,40 @@ func TestMonitoringReadsTheCodesMetrics(t *testing.T) {
 	if n := len(x.resources("google_monitoring_alert_policy")); n < 5 {
 		t.Errorf("%d alert policies, want the five the README lists", n)
 	}
+	// A first apply on a project that never ran the code: a condition on a
+	// metric the code exports (which exists only once exported) must not
+	// be validated at creation, and a relay that exports nothing at all
+	// must still fire the relay alert.
+	absent := false
+	for _, policy := range x.resources("google_monitoring_alert_policy") {
+		for _, c := range policy.Blocks {
+			if c.Type != "conditions" {
+				continue
+			}
+			for _, cond := range c.Body.Blocks {
+				text := string(x.files[cond.Range().Filename][cond.Range().Start.Byte:cond.Range().End.Byte])
+				switch cond.Type {
+				case "condition_threshold", "condition_absent":
+					if strings.Contains(text, "local.metric") || strings.Contains(text, "workload.googleapis.com") {
+						t.Errorf("a %s on the code's metrics is validated at creation and fails on a new project:\n%s", cond.Type, text)
+					}
+				case "condition_prometheus_query_language":
+					dmv, ok := cond.Body.Attributes["disable_metric_validation"]
+					if !ok || x.text(dmv.Expr) != "true" {
+						t.Errorf("a PromQL condition without disable_metric_validation = true:\n%s", text)
+					}
+					q := x.text(cond.Body.Attributes["query"].Expr)
+					if !strings.Contains(q, "local.promql.") {
+						t.Errorf("a PromQL condition that reads no local.promql metric: %s", q)
+					}
+					if strings.Contains(q, "absent_over_time(${local.promql.connected}") {
+						absent = true
+					}
+				}
+			}
+		}
+	}
+	if !absent {
+		t.Error("no alert fires when the relay exports nothing (absent_over_time of relay.connected)")
+	}
 }
