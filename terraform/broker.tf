@@ -57,7 +57,7 @@ resource "google_compute_firewall" "health" {
   target_tags   = ["ot-broker"]
   allow {
     protocol = "tcp"
-    ports    = ["5672"]
+    ports    = ["8080"]
   }
 }
 
@@ -72,9 +72,45 @@ resource "random_password" "erlang_cookie" {
   upper   = true
 }
 
+# The nodes' zones come from the region (regions differ: us-central1 has
+# a, b, c, f; europe-west2 a, b, c), one node per zone in turn.
+data "google_compute_zones" "up" {
+  region = var.region
+  status = "UP"
+}
+
 locals {
   broker_nodes = local.use_vm_broker ? var.rabbitmq_nodes : 0
   node_names   = [for i in range(local.broker_nodes) : "ot-rabbit-${i}"]
+  node_zones   = [for i in range(local.broker_nodes) : sort(data.google_compute_zones.up.names)[i % length(data.google_compute_zones.up.names)]]
+  # Names that resolve across zones: Compute Engine's zonal DNS names
+  # (a short name may resolve only within its own zone).
+  node_fqdns = [for i in range(local.broker_nodes) : "${local.node_names[i]}.${local.node_zones[i]}.c.${var.project_id}.internal"]
+}
+
+# The Erlang cookie and the broker password live in Secret Manager; a node
+# reads them at boot with its own service account. Instance metadata,
+# which anyone with compute viewer rights can read, holds only their names.
+resource "google_secret_manager_secret" "broker" {
+  for_each  = toset(local.use_vm_broker ? ["ordertimeout-rabbitmq-password", "ordertimeout-erlang-cookie"] : [])
+  secret_id = each.value
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "broker" {
+  for_each    = google_secret_manager_secret.broker
+  secret      = each.value.id
+  secret_data = each.key == "ordertimeout-erlang-cookie" ? random_password.erlang_cookie.result : random_password.rabbit.result
+}
+
+resource "google_secret_manager_secret_iam_member" "broker" {
+  for_each  = google_secret_manager_secret.broker
+  secret_id = each.value.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.broker.email}"
 }
 
 # RabbitMQ 4 on each node: its official container image on
@@ -87,7 +123,7 @@ resource "google_compute_instance" "rabbit" {
   count        = local.broker_nodes
   name         = local.node_names[count.index]
   machine_type = var.rabbitmq_machine_type
-  zone         = "${var.region}-${["b", "c", "d"][count.index]}"
+  zone         = local.node_zones[count.index]
   tags         = ["ot-broker"]
 
   boot_disk {
@@ -110,15 +146,16 @@ resource "google_compute_instance" "rabbit" {
   metadata = {
     enable-oslogin = "TRUE"
     startup-script = templatefile("${path.module}/rabbitmq-startup.sh.tftpl", {
-      cookie   = random_password.erlang_cookie.result
-      password = random_password.rabbit.result
-      image    = var.rabbitmq_image
-      nodes    = local.node_names
-      self     = local.node_names[count.index]
+      project         = var.project_id
+      cookie_secret   = google_secret_manager_secret.broker["ordertimeout-erlang-cookie"].secret_id
+      password_secret = google_secret_manager_secret.broker["ordertimeout-rabbitmq-password"].secret_id
+      image           = var.rabbitmq_image
+      nodes           = local.node_fqdns
+      self            = local.node_fqdns[count.index]
     })
   }
 
-  depends_on = [google_compute_router_nat.ot]
+  depends_on = [google_compute_router_nat.ot, google_secret_manager_secret_version.broker, google_secret_manager_secret_iam_member.broker]
 }
 
 # One stable address for the cluster: an internal passthrough load balancer.
@@ -129,11 +166,16 @@ resource "google_compute_instance_group" "rabbit" {
   instances = [google_compute_instance.rabbit[count.index].self_link]
 }
 
+# Healthy only when the node is ready for the project's user: running,
+# in a cluster with a majority of the nodes, the user and its
+# permissions in place (the node's readiness check, startup script). A
+# node that could not join its peers never serves alone.
 resource "google_compute_health_check" "amqp" {
   count = local.use_vm_broker ? 1 : 0
   name  = "ot-amqp"
-  tcp_health_check {
-    port = 5672
+  http_health_check {
+    port         = 8080
+    request_path = "/ready"
   }
 }
 

@@ -65,8 +65,9 @@ resource "google_cloudfunctions2_function" "fn" {
   location = var.region
 
   build_config {
-    runtime     = local.go_runtime
-    entry_point = each.key
+    runtime         = local.go_runtime
+    entry_point     = each.key
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -76,9 +77,11 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   service_config {
-    service_account_email            = google_service_account.fn[each.key].email
-    available_memory                 = "256M"
-    timeout_seconds                  = 60
+    service_account_email = google_service_account.fn[each.key].email
+    available_memory      = "256M"
+    # Sweep pages through what the timers missed: it may take as long as
+    # the scheduler's attempt deadline (scheduler.tf), never less.
+    timeout_seconds                  = each.key == "Sweep" ? local.sweep_timeout_seconds : 60
     max_instance_request_concurrency = 40
     available_cpu                    = "1"
     max_instance_count               = 20
@@ -99,7 +102,13 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
-  depends_on = [google_secret_manager_secret_iam_member.amqp_url, google_secret_manager_secret_version.amqp_url, google_project_iam_member.fn_firestore]
+  # The functions query Firestore from their first request: the database
+  # and the indexes those queries need exist first; builds need their
+  # account's roles.
+  depends_on = [google_secret_manager_secret_iam_member.amqp_url, google_secret_manager_secret_version.amqp_url, google_project_iam_member.fn_firestore,
+    google_firestore_database.default, google_firestore_index.orders_status_deadline, google_firestore_index.reservations_state_created,
+    google_firestore_index.orders_user_created, google_firestore_index.orders_user_status_created,
+  google_project_iam_member.build, google_service_account_iam_member.build_user]
 }
 
 # Public functions: anyone may invoke; their routes check ID tokens in code.

@@ -15,8 +15,21 @@ locals {
 resource "terraform_data" "relay_image" {
   triggers_replace = [local.relay_image]
   provisioner "local-exec" {
-    command = "gcloud builds submit --project ${var.project_id} --region ${var.region} --pack image=${local.relay_image},env=GOOGLE_BUILDABLE=./shared/cmd/relay ${data.external.stage["relay"].result.dir}"
+    # gcloud runs with terraform's access token (a file only this command
+    # reads), and the build runs as the build account.
+    command = <<-EOT
+      set -eu
+      token=$(mktemp); trap 'rm -f "$token"' EXIT
+      printf '%s' "$OT_ACCESS_TOKEN" > "$token"
+      gcloud builds submit --access-token-file "$token" --project ${var.project_id} --region ${var.region} \
+        --service-account ${google_service_account.build.id} --default-buckets-behavior regional-user-owned-bucket \
+        --pack image=${local.relay_image},env=GOOGLE_BUILDABLE=./shared/cmd/relay ${data.external.stage["relay"].result.dir}
+    EOT
+    environment = {
+      OT_ACCESS_TOKEN = data.google_client_config.me.access_token
+    }
   }
+  depends_on = [google_project_iam_member.build, google_service_account_iam_member.build_user, google_artifact_registry_repository.ot]
 }
 
 resource "google_cloud_run_v2_service" "relay" {
@@ -130,5 +143,6 @@ resource "google_cloud_run_v2_service" "relay" {
     }
   }
 
-  depends_on = [terraform_data.relay_image, google_secret_manager_secret_iam_member.amqp_url]
+  # It reads the AMQP URL's "latest" version at start: the version exists first.
+  depends_on = [terraform_data.relay_image, google_secret_manager_secret_iam_member.amqp_url, google_secret_manager_secret_version.amqp_url]
 }

@@ -1,11 +1,17 @@
 # The sweeper runs every minute, called with an OIDC token of the
 # scheduler's own service account (the only invoker Sweep accepts).
+locals {
+  # Sweep's function timeout and the scheduler's attempt deadline: equal,
+  # so the scheduler never gives up on a sweep that is still working.
+  sweep_timeout_seconds = 180
+}
+
 resource "google_cloud_scheduler_job" "sweep" {
   name             = "ordertimeout-sweep"
   region           = var.region
   schedule         = "* * * * *"
   time_zone        = "Etc/UTC"
-  attempt_deadline = "120s"
+  attempt_deadline = "${local.sweep_timeout_seconds}s"
 
   http_target {
     http_method = "POST"
@@ -16,5 +22,7 @@ resource "google_cloud_scheduler_job" "sweep" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  # Its first call finds Sweep deployed, with the database and the
+  # indexes its queries use.
+  depends_on = [google_project_service.apis, google_cloudfunctions2_function.fn, google_cloud_run_service_iam_member.callers]
 }

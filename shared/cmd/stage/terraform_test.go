@@ -213,6 +213,13 @@ func TestTerraformMatchesCode(t *testing.T) {
 	if got, want := x.literal(x.local("go_runtime")), "go"+m[1]+m[2]; got != want {
 		t.Errorf("go_runtime %q, go.mod says %q", got, want)
 	}
+	// The go line is the language version (x.y or x.y.0) and names no
+	// toolchain: the runtime's own Go of that line builds the function
+	// without downloading a newer one, whatever patch release it is.
+	if line := regexp.MustCompile(`(?m)^go (\S+)`).FindStringSubmatch(string(mod))[1]; !regexp.MustCompile(`^\d+\.\d+(\.0)?$`).MatchString(line) ||
+		regexp.MustCompile(`(?m)^toolchain `).Match(mod) {
+		t.Errorf("go.mod's go line %q (or a toolchain line) asks for a patch release the runtime may not have", line)
+	}
 
 	// Function env: exactly config.FunctionVars.
 	set := keysOf(x.objectKeys(x.local("function_env")))
@@ -440,5 +447,92 @@ func TestMonitoringReadsTheCodesMetrics(t *testing.T) {
 	}
 	if !absent {
 		t.Error("no alert fires when the relay exports nothing (absent_over_time of relay.connected)")
+	}
+}
+
+// What would stop or break a first `terraform apply` on an empty project
+// in an organisation with today's defaults (issue #24), held where a test
+// can hold it: zones come from the region, no secret sits in instance
+// metadata, everything that reads a secret's latest version waits for a
+// version, builds run as the module's own build account, the scheduler
+// never gives up on a sweep that is still running, and the APIs the
+// module uses are enabled.
+func TestFirstApplyOnANewProject(t *testing.T) {
+	x := loadTF(t)
+	all := ""
+	for _, src := range x.files {
+		all += string(src)
+	}
+	vm := x.text(x.resource("google_compute_instance", "rabbit").Attributes["zone"].Expr)
+	if !strings.Contains(vm, "local.node_zones") || !strings.Contains(x.text(x.local("node_zones")), "data.google_compute_zones.up.names") {
+		t.Errorf("the broker nodes' zones do not come from the region's zones: zone = %s", vm)
+	}
+	if m := regexp.MustCompile(`var\.region\}-[a-z]"|\["b", "c", "d"\]|-[a-f]"\s*$`).FindString(all); m != "" {
+		t.Errorf("a zone letter written by hand: %q", m)
+	}
+	// Instance metadata: the startup script's arguments name secrets, never hold them.
+	inst := x.resource("google_compute_instance", "rabbit")
+	md := x.text(inst.Attributes["metadata"].Expr)
+	if strings.Contains(md, "random_password") || strings.Contains(md, ".result") {
+		t.Errorf("instance metadata carries a secret: %s", md)
+	}
+	if !strings.Contains(md, "secret_id") {
+		t.Errorf("the startup script is not told which secrets to read: %s", md)
+	}
+	script, err := os.ReadFile(filepath.Join(repoRoot, "terraform", "rabbitmq-startup.sh.tftpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(script), "secretmanager.googleapis.com") || !strings.Contains(string(script), "RABBITMQ_USE_LONGNAME=true") {
+		t.Error("the startup script neither reads its secrets from Secret Manager nor uses long node names")
+	}
+	if !strings.Contains(x.text(x.local("node_fqdns")), ".internal") {
+		t.Errorf("node names do not resolve across zones: %s", x.text(x.local("node_fqdns")))
+	}
+	hc := x.resource("google_compute_health_check", "amqp")
+	if len(hc.Blocks) == 0 || hc.Blocks[0].Type != "http_health_check" || !strings.Contains(string(script), "/ready") {
+		t.Error("the broker's health check is not the node's readiness (clustered, user ready)")
+	}
+	// Secrets read as "latest" have a version first.
+	for _, c := range []struct{ typ, name, version string }{
+		{"google_cloudfunctions2_function", "fn", "google_secret_manager_secret_version.amqp_url"},
+		{"google_cloud_run_v2_service", "relay", "google_secret_manager_secret_version.amqp_url"},
+		{"google_compute_instance", "rabbit", "google_secret_manager_secret_version.broker"},
+	} {
+		dep, ok := x.resource(c.typ, c.name).Attributes["depends_on"]
+		if !ok || !strings.Contains(x.text(dep.Expr), c.version) {
+			t.Errorf("%s.%s reads a secret but does not wait for %s", c.typ, c.name, c.version)
+		}
+	}
+	fn := x.resource("google_cloudfunctions2_function", "fn")
+	if dep := x.text(fn.Attributes["depends_on"].Expr); !strings.Contains(dep, "google_firestore_database.default") || strings.Count(dep, "google_firestore_index.") != len(x.resources("google_firestore_index")) {
+		t.Errorf("the functions do not wait for the database and every index: %s", dep)
+	}
+	// Builds.
+	build := ""
+	for _, b := range fn.Blocks {
+		if b.Type == "build_config" {
+			if a, ok := b.Body.Attributes["service_account"]; ok {
+				build = x.text(a.Expr)
+			}
+		}
+	}
+	if !strings.Contains(build, "google_service_account.build") {
+		t.Errorf("the functions' builds do not run as the build account: %q", build)
+	}
+	relayImage := string(x.files[filepath.Join(repoRoot, "terraform", "relay.tf")])
+	if !strings.Contains(relayImage, "--service-account ${google_service_account.build.id}") || !strings.Contains(relayImage, "data.google_client_config.me.access_token") {
+		t.Error("the relay image is not built as the build account with terraform's credentials")
+	}
+	// The scheduler's attempt deadline is not longer than Sweep's timeout.
+	if !strings.Contains(x.text(x.resource("google_cloud_scheduler_job", "sweep").Attributes["attempt_deadline"].Expr), "local.sweep_timeout_seconds") ||
+		!strings.Contains(x.text(fn.Blocks[1].Body.Attributes["timeout_seconds"].Expr), "local.sweep_timeout_seconds") {
+		t.Error("Sweep's timeout and the scheduler's attempt deadline are not the one local.sweep_timeout_seconds")
+	}
+	apis := x.text(x.local("apis"))
+	for _, api := range []string{"cloudresourcemanager", "pubsub", "telemetry", "secretmanager", "cloudbuild"} {
+		if !strings.Contains(apis, `"`+api+`.googleapis.com"`) {
+			t.Errorf("API %s is not enabled", api)
+		}
 	}
 }
