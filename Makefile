@@ -2,15 +2,28 @@
 GO ?= go
 PKGS ?= ./...
 
-.PHONY: test check bench run build demo load smoke chaos
+.PHONY: test test-rabbitmq43 check bench run build demo load smoke chaos
 
 ## test: gofmt/vet/tidy checks, then every test with the race detector against
 ## the real Firestore emulator (started by the tests when FIRESTORE_EMULATOR_HOST
 ## is unset) and the real RabbitMQ at AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).
 ## The broker-outage tests stop RabbitMQ's app, and the node-loss tests run a cluster of their own: both run alone afterwards.
+## Then the broker, relay and stack suites, outage and node-loss included, again on RabbitMQ 4.3 (test-rabbitmq43).
+OUTAGE_PKGS = ./shared/relay/ ./local/stack/ ./local/cmd/run/
 test: check
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
-	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run 'Outage|NodeLoss' ./shared/relay/ ./local/stack/ ./local/cmd/run/
+	$(GO) test -race -count=1 -timeout 10m -p 1 -tags outage -run 'Outage|NodeLoss' $(OUTAGE_PKGS)
+	$(MAKE) test-rabbitmq43
+
+## test-rabbitmq43: the broker-facing suites against RabbitMQ 4.3 (production's line): a node of Debian forky's
+## rabbitmq-server in a chroot beside the machine's own (local/rabbitmq43/rabbitmq43.sh installs it once, ~1–4 min),
+## its rabbitmqctl for the outage tests, node-loss clusters inside the same chroot.
+RABBIT43 = $(CURDIR)/local/rabbitmq43/rabbitmq43.sh
+test-rabbitmq43:
+	@url=$$($(RABBIT43) start) && echo "RabbitMQ $$($(RABBIT43) status) at $$url" && \
+	  AMQP_URL=$$url $(GO) test -race -count=1 -timeout 20m ./shared/broker/ ./shared/relay/ ./local/stack/ && \
+	  AMQP_URL=$$url RABBITMQCTL="$(RABBIT43) ctl" RABBITMQ_CHROOT=$${OT_RABBIT43_ROOT:-/var/cache/ordertimeout/rabbitmq-4.3} \
+	    $(GO) test -race -count=1 -timeout 15m -p 1 -tags outage -run 'Outage|NodeLoss' $(OUTAGE_PKGS)
 
 ## check: formatting (Go and terraform), vet and module tidiness leave no diff.
 check:
@@ -19,6 +32,7 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags outage,crashaftercommit $(PKGS)
 	@cp go.mod /tmp/.go.mod.bak && cp go.sum /tmp/.go.sum.bak && $(GO) mod tidy && \
 	  if ! cmp -s go.mod /tmp/.go.mod.bak || ! cmp -s go.sum /tmp/.go.sum.bak; then \
 	    echo "go mod tidy changed go.mod/go.sum"; cp /tmp/.go.mod.bak go.mod; cp /tmp/.go.sum.bak go.sum; exit 1; fi

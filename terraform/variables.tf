@@ -133,9 +133,9 @@ variable "relay_instances" {
 }
 
 variable "rabbitmq_image" {
-  description = "The RabbitMQ image the Compute Engine nodes run (RabbitMQ 4.x with its Erlang). A minor line takes its patch releases when a node restarts; pin a digest (rabbitmq:4.2@sha256:…) to fix the exact build."
+  description = "The RabbitMQ image the Compute Engine nodes run (RabbitMQ 4.x with its Erlang). The default is the line the tests run on (4.3, make test-rabbitmq43). A minor line takes its patch releases when a node restarts; pin a digest (rabbitmq:4.3@sha256:…) to fix the exact build."
   type        = string
-  default     = "rabbitmq:4.2"
+  default     = "rabbitmq:4.3"
   validation {
     condition     = can(regex("^([a-z0-9.-]+/)*rabbitmq:4\\.", var.rabbitmq_image))
     error_message = "rabbitmq_image must be a RabbitMQ 4.x image (rabbitmq:4.<minor>…): the ladder's quorum queues and delivery limits are set for it."

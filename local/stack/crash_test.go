@@ -103,6 +103,7 @@ func TestEventSurvivesKillAfterCommit(t *testing.T) {
 	}
 	evs := s.WaitEvents(10*time.Second, func(evs []orderevents.Received) bool { return hasEvent(evs, orderID+".created") })
 	checkEnvelope(t, byID(evs)[orderID+".created"], domain.EventCreated, "UNPAID")
+	validateEvents(t, evs)
 	if pending, err := s.Store.PendingEvents(context.Background(), time.Now().Add(time.Hour), 10); err != nil || len(pending) != 0 {
 		t.Fatalf("outbox after the sweep: %+v %v", pending, err)
 	}

@@ -1,10 +1,14 @@
 package stack_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
 	"github.com/ordertimeout/ordertimeout/shared/config"
@@ -134,5 +138,44 @@ func TestOrderEventsForEveryChange(t *testing.T) {
 	pending, err := s.Store.PendingEvents(context.Background(), time.Now().Add(time.Hour), 100)
 	if err != nil || len(pending) != 0 {
 		t.Fatalf("outbox after delivery: %d %v", len(pending), err)
+	}
+	validateEvents(t, s.Events())
+}
+
+// schemas compiles the order events' JSON Schemas (docs/events), by type.
+func schemas(t *testing.T) map[string]*jsonschema.Schema {
+	t.Helper()
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	out := map[string]*jsonschema.Schema{}
+	for _, typ := range domain.EventTypes {
+		path, err := filepath.Abs(filepath.Join("..", "..", "docs", "events", string(typ)+".schema.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[string(typ)], err = c.Compile(path); err != nil {
+			t.Fatalf("schema of %s: %v", typ, err)
+		}
+	}
+	return out
+}
+
+// validateEvents holds every event received to its type's JSON Schema.
+func validateEvents(t *testing.T, evs []orderevents.Received) {
+	t.Helper()
+	sch := schemas(t)
+	for _, e := range evs {
+		s, ok := sch[e.Type]
+		if !ok {
+			t.Errorf("event %s of a type with no schema: %s", e.ID, e.Type)
+			continue
+		}
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(e.Raw))
+		if err == nil {
+			err = s.Validate(inst)
+		}
+		if err != nil {
+			t.Errorf("event %s does not match %s.schema.json: %v\n%s", e.ID, e.Type, err, e.Raw)
+		}
 	}
 }

@@ -5,7 +5,6 @@ package stack_test
 import (
 	"context"
 	"net/http"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +52,7 @@ func TestOutageBrokerDownDuringCreates(t *testing.T) {
 	wg.Wait()
 	time.Sleep(2 * time.Second)
 	start()
-	_ = exec.Command("rabbitmqctl", "await_startup").Run()
+	_ = testenv.Rabbitmqctl("await_startup").Run()
 	if created == 0 || fails == 0 {
 		t.Logf("created %d, refused %d: the outage did not split the creates", created, fails)
 	}

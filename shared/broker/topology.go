@@ -113,8 +113,11 @@ func quorum(extra amqp.Table) amqp.Table {
 // queues a default of 20, after which a message is dropped (or
 // dead-lettered). A delivery is counted only when a message goes back to
 // its queue unacked — its relay's connection closed while it was in flight
-// or held, or a copy was not confirmed — never for a retry (those wait in
-// memory, unacked, or become new copies). DeliveryLimit such returns of the
+// or held, or the relay rejected it back (a copy was not confirmed, or a
+// shutdown returned what it held) — never for a retry (those wait in
+// memory, unacked, or become new copies). The relay gives messages back
+// with basic.reject, which RabbitMQ 3.x and 4.x all count; 4.3 stopped
+// counting basic.nack(requeue). DeliveryLimit such returns of the
 // same message mean a relay in a crash loop; the message then goes to the
 // dead-letter queue (at least once), never away, and otctl redrives it.
 // The dead-letter queue itself is only read by otctl, whose list returns

@@ -3,6 +3,10 @@
 // with their own names, AMQP and distribution ports, data, log, pid and
 // config files, joined with each other (never with the machine's own node).
 // They share the machine's Erlang cookie and epmd.
+//
+// With RABBITMQ_CHROOT set (the RabbitMQ 4.3 run: the root that
+// local/rabbitmq43/rabbitmq43.sh installs), the nodes run that root's
+// RabbitMQ, inside it, as RABBITMQ_CHROOT_UID, with its cookie and epmd.
 package rabbitcluster
 
 import (
@@ -27,17 +31,68 @@ type Node struct {
 	Name string // rabbit name, e.g. otc0-ab12@localhost
 	Port int    // AMQP, on 127.0.0.1
 	URL  string
-	dir  string
+	dir  string // on the host
 	env  []string
+	jail *jail
+}
+
+// jail is where the nodes run: the host (nil), or a chroot.
+type jail struct {
+	root string
+	uid  string
+}
+
+// inside is a host path as the chroot sees it.
+func (j *jail) inside(p string) string {
+	if j == nil {
+		return p
+	}
+	return strings.TrimPrefix(p, j.root)
+}
+
+// command runs a RabbitMQ script (rabbitmq-server, rabbitmqctl) with env.
+func (j *jail) command(env []string, script string, args ...string) *exec.Cmd {
+	if j == nil {
+		cmd := exec.Command(script, args...)
+		cmd.Env = env
+		return cmd
+	}
+	// Inside: the package's own scripts (Debian's wrappers switch users),
+	// with the 4.3 node's cookie (HOME) and epmd.
+	full := append([]string{"--userspec=" + j.uid + ":" + j.uid, j.root, "env", "PATH=/usr/lib/rabbitmq/bin:/usr/bin:/bin",
+		"HOME=/var/lib/ot43", "ERL_EPMD_PORT=" + envOr("RABBITMQ_CHROOT_EPMD_PORT", "4370")}, env...)
+	full = append(full, "/usr/lib/rabbitmq/bin/"+script)
+	return exec.Command("chroot", append(full, args...)...)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func jailFromEnv() *jail {
+	root := os.Getenv("RABBITMQ_CHROOT")
+	if root == "" {
+		return nil
+	}
+	return &jail{root: strings.TrimRight(root, "/"), uid: envOr("RABBITMQ_CHROOT_UID", "64990")}
 }
 
 // Start starts n nodes, joins them into one cluster and returns it. On an
 // error every node it started is stopped again. ports picks free ports.
 func Start(n int, ports func() (int, error)) (c *Cluster, err error) {
-	if _, err := exec.LookPath("rabbitmq-server"); err != nil {
-		return nil, fmt.Errorf("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+	j := jailFromEnv()
+	tmp := ""
+	if j == nil {
+		if _, err := exec.LookPath("rabbitmq-server"); err != nil {
+			return nil, fmt.Errorf("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
+		}
+	} else {
+		tmp = filepath.Join(j.root, "tmp")
 	}
-	dir, err := os.MkdirTemp("", "ot-cluster-")
+	dir, err := os.MkdirTemp(tmp, "ot-cluster-")
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +112,8 @@ func Start(n int, ports func() (int, error)) (c *Cluster, err error) {
 		if err != nil {
 			return c, err
 		}
-		nd := &Node{Name: fmt.Sprintf("otc%d-%s@localhost", i, tag), Port: port, dir: filepath.Join(dir, strconv.Itoa(i))}
+		nd := &Node{Name: fmt.Sprintf("otc%d-%s@localhost", i, tag), Port: port, dir: filepath.Join(dir, strconv.Itoa(i)), jail: j}
+		in := j.inside(nd.dir)
 		nd.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
 		for _, d := range []string{"mnesia", "log"} {
 			if err := os.MkdirAll(filepath.Join(nd.dir, d), 0o755); err != nil {
@@ -71,26 +127,49 @@ func Start(n int, ports func() (int, error)) (c *Cluster, err error) {
 		if err := os.WriteFile(filepath.Join(nd.dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
 			return c, err
 		}
-		nd.env = append(os.Environ(),
-			"RABBITMQ_NODENAME="+nd.Name,
+		nd.env = []string{
+			"RABBITMQ_NODENAME=" + nd.Name,
 			fmt.Sprintf("RABBITMQ_DIST_PORT=%d", dist),
-			"RABBITMQ_MNESIA_BASE="+filepath.Join(nd.dir, "mnesia"),
-			"RABBITMQ_LOG_BASE="+filepath.Join(nd.dir, "log"),
-			"RABBITMQ_PID_FILE="+filepath.Join(nd.dir, "pid"),
-			"RABBITMQ_CONFIG_FILE="+filepath.Join(nd.dir, "rabbitmq.conf"),
-			"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(nd.dir, "enabled_plugins"),
-		)
+			"RABBITMQ_MNESIA_BASE=" + filepath.Join(in, "mnesia"),
+			"RABBITMQ_LOG_BASE=" + filepath.Join(in, "log"),
+			"RABBITMQ_PID_FILE=" + filepath.Join(in, "pid"),
+			"RABBITMQ_CONFIG_FILE=" + filepath.Join(in, "rabbitmq.conf"),
+			"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(in, "enabled_plugins"),
+		}
+		if j == nil {
+			nd.env = append(os.Environ(), nd.env...)
+		}
 		c.Nodes = append(c.Nodes, nd)
 	}
-	if out, err := exec.Command("chown", "-R", "rabbitmq:rabbitmq", dir).CombinedOutput(); err != nil {
+	owner := "rabbitmq:rabbitmq"
+	if j != nil {
+		owner = j.uid + ":" + j.uid
+	}
+	if out, err := exec.Command("chown", "-R", owner, dir).CombinedOutput(); err != nil {
 		return c, fmt.Errorf("chown %s: %v %s", dir, err, out)
 	}
 	for _, nd := range c.Nodes {
-		cmd := exec.Command("rabbitmq-server", "-detached")
-		cmd.Env = nd.env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return c, fmt.Errorf("start %s: %v\n%s", nd.Name, err, out)
+		if j == nil {
+			if out, err := j.command(nd.env, "rabbitmq-server", "-detached").CombinedOutput(); err != nil {
+				return c, fmt.Errorf("start %s: %v\n%s", nd.Name, err, out)
+			}
+			continue
 		}
+		// In the chroot: in the background, in a session of its own, its
+		// output to a file (the package's rabbitmq-server runs in the
+		// foreground).
+		out, err := os.Create(filepath.Join(nd.dir, "log", "stdout.log"))
+		if err != nil {
+			return c, err
+		}
+		cmd := j.command(nd.env, "rabbitmq-server")
+		cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = out, out, &syscall.SysProcAttr{Setsid: true}
+		err = cmd.Start()
+		out.Close()
+		if err != nil {
+			return c, fmt.Errorf("start %s: %v", nd.Name, err)
+		}
+		go func() { _ = cmd.Wait() }()
 	}
 	for i, nd := range c.Nodes {
 		if err := nd.awaitStartup(2 * time.Minute); err != nil {
@@ -159,9 +238,7 @@ func (c *Cluster) Leader(q string) (*Node, error) {
 }
 
 func (nd *Node) ctl(within time.Duration, args ...string) (string, error) {
-	cmd := exec.Command("rabbitmqctl", append([]string{"-n", nd.Name, "--timeout", strconv.Itoa(int(within / time.Second))}, args...)...)
-	cmd.Env = nd.env
-	out, err := cmd.CombinedOutput()
+	out, err := nd.jail.command(nd.env, "rabbitmqctl", append([]string{"-n", nd.Name, "--timeout", strconv.Itoa(int(within / time.Second))}, args...)...).CombinedOutput()
 	return string(out), err
 }
 

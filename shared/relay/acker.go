@@ -54,11 +54,15 @@ func (a *acker) ack(tag uint64) {
 	}
 }
 
-// requeue returns tag to the queue now.
+// requeue returns tag to the queue now, with basic.reject: every supported
+// broker counts a rejected message toward its queue's x-delivery-limit,
+// while RabbitMQ 4.3 no longer counts basic.nack(requeue) (unlimited
+// explicit returns), so a message the relay kept giving back would loop
+// forever instead of ending in the dead-letter queue.
 func (a *acker) requeue(tag uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.check("requeue", a.ch.Nack(tag, false, true))
+	a.check("requeue", a.ch.Reject(tag, true))
 	a.settled[tag] = struct{}{}
 }
 

@@ -19,7 +19,8 @@ import (
 // skipWithoutPlugin skips tb on a broker without the
 // rabbitmq_delayed_message_exchange plugin (a stock RabbitMQ has none): the
 // broker answers the declare of an x-delayed-message exchange with 503
-// COMMAND_INVALID.
+// COMMAND_INVALID (3.x) or 406 PRECONDITION_FAILED "unknown exchange type" (4.x).
+// Any other failure fails the test.
 func skipWithoutPlugin(tb testing.TB, url string) {
 	tb.Helper()
 	probe := testenv.UniqueName("ot-plugin-probe")
@@ -30,7 +31,8 @@ func skipWithoutPlugin(tb testing.TB, url string) {
 		return ch.ExchangeDelete(probe, false, false)
 	})
 	var ae *amqp.Error
-	if errors.As(err, &ae) && ae.Code == amqp.CommandInvalid {
+	if errors.As(err, &ae) && (ae.Code == amqp.CommandInvalid ||
+		ae.Code == amqp.PreconditionFailed && strings.Contains(ae.Reason, "unknown exchange type")) {
 		tb.Skipf("the broker has no x-delayed-message exchange type (rabbitmq_delayed_message_exchange is not enabled): %v", err)
 	}
 	if err != nil {

@@ -240,10 +240,21 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// Rabbitmqctl returns the command that runs rabbitmqctl against the
+// broker at AMQP_URL: $RABBITMQCTL split on spaces (the RabbitMQ 4.3 run
+// sets "local/rabbitmq43/rabbitmq43.sh ctl"), or the machine's rabbitmqctl.
+func Rabbitmqctl(args ...string) *exec.Cmd {
+	cmd := strings.Fields(os.Getenv("RABBITMQCTL"))
+	if len(cmd) == 0 {
+		cmd = []string{"rabbitmqctl"}
+	}
+	return exec.Command(cmd[0], append(cmd[1:], args...)...)
+}
+
 // RabbitCtl runs rabbitmqctl on the local node and fails tb if it fails.
 func RabbitCtl(tb testing.TB, args ...string) {
 	tb.Helper()
-	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	out, err := Rabbitmqctl(args...).CombinedOutput()
 	if err != nil {
 		tb.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
 	}
@@ -257,7 +268,7 @@ func StopBroker(tb testing.TB) (start func()) {
 	started := false
 	tb.Cleanup(func() {
 		if !started {
-			_ = exec.Command("rabbitmqctl", "start_app").Run()
+			_ = Rabbitmqctl("start_app").Run()
 		}
 	})
 	RabbitCtl(tb, "stop_app")
