@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -135,12 +136,15 @@ func run(o options) error {
 	var (
 		evMu   sync.Mutex
 		copies = map[string]int{} // event id → copies received
+		evLag  []time.Duration    // decision events: received − the decision's time (its commit)
 	)
 	evCtx, stopEvents := context.WithCancel(ctx)
 	defer stopEvents()
 	if _, err := e.ListenEvents(evCtx, "load-"+run, func(r orderevents.Received) {
 		evMu.Lock()
-		copies[r.ID]++
+		if copies[r.ID]++; copies[r.ID] == 1 && (r.Type == string(domain.EventPaid) || r.Type == string(domain.EventCancelled)) {
+			evLag = append(evLag, time.Since(r.Time))
+		}
 		evMu.Unlock()
 	}); err != nil {
 		return fmt.Errorf("order events: %w", err)
@@ -338,6 +342,13 @@ func run(o options) error {
 		defer evMu.Unlock()
 		return maps.Clone(copies)
 	}, o.settle)
+	evMu.Lock()
+	slices.Sort(evLag)
+	if len(evLag) > 0 {
+		fmt.Printf("event latency      p50 %v  p99 %v  (a decision's commit → its event at a subscriber, %d events)\n",
+			percentile(evLag, 0.5).Round(time.Millisecond), percentile(evLag, 0.99).Round(time.Millisecond), len(evLag))
+	}
+	evMu.Unlock()
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
