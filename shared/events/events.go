@@ -45,45 +45,25 @@ type PaidData struct {
 // Timeout builds the timer message of orderID for deadline. Its id is stable
 // per (order, deadline), so a re-publish is recognisable.
 func Timeout(orderID string, deadline, now time.Time, trace string) broker.Message {
-	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
-	return broker.Message{
-		ID:        "timeout-" + orderID + "-" + strconv.FormatInt(deadline.UnixMilli(), 10),
-		Type:      TypeTimeoutDue,
-		Subject:   orderID,
-		Data:      data,
-		DueAt:     deadline,
-		CreatedAt: now,
-		Trace:     trace,
-	}
+	return deadlineTimer("timeout-"+orderID+"-"+strconv.FormatInt(deadline.UnixMilli(), 10), TypeTimeoutDue, orderID, deadline, deadline, now, trace)
 }
 
 // Check builds an early payment check of orderID at `at`.
 func Check(orderID string, deadline, at, now time.Time, trace string) broker.Message {
-	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
-	return broker.Message{
-		ID:        "check-" + orderID + "-" + strconv.FormatInt(at.UnixMilli(), 10),
-		Type:      TypePaymentCheck,
-		Subject:   orderID,
-		Data:      data,
-		DueAt:     at,
-		CreatedAt: now,
-		Trace:     trace,
-	}
+	return deadlineTimer("check-"+orderID+"-"+strconv.FormatInt(at.UnixMilli(), 10), TypePaymentCheck, orderID, deadline, at, now, trace)
 }
 
 // Reminder builds the reminder of orderID's deadline, due at `at`; its id
 // is stable per (order, deadline).
 func Reminder(orderID string, deadline, at, now time.Time, trace string) broker.Message {
+	return deadlineTimer("remind-"+orderID+"-"+strconv.FormatInt(deadline.UnixMilli(), 10), TypeReminderDue, orderID, deadline, at, now, trace)
+}
+
+// deadlineTimer is a timer message of type typ about orderID's deadline,
+// due at `at`.
+func deadlineTimer(id, typ, orderID string, deadline, at, now time.Time, trace string) broker.Message {
 	data, _ := json.Marshal(TimeoutData{OrderID: orderID, Deadline: deadline.UTC().Format(time.RFC3339Nano)})
-	return broker.Message{
-		ID:        "remind-" + orderID + "-" + strconv.FormatInt(deadline.UnixMilli(), 10),
-		Type:      TypeReminderDue,
-		Subject:   orderID,
-		Data:      data,
-		DueAt:     at,
-		CreatedAt: now,
-		Trace:     trace,
-	}
+	return broker.Message{ID: id, Type: typ, Subject: orderID, Data: data, DueAt: at, CreatedAt: now, Trace: trace}
 }
 
 // Paid builds the payment announcement of orderID, due at once.
