@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -348,4 +349,62 @@ func TestTwoRelaysShareTheQueues(t *testing.T) {
 		t.Fatalf("delivered %d and %d: both relays should share the work", a, b)
 	}
 	t.Logf("the relays delivered %d and %d; %s", a, b, res)
+}
+
+// A broker that takes connections and never answers (frozen, or behind a
+// black-holing proxy): creates at once each fail with a prompt 503, not
+// one after another behind a dial, and leave nothing reserved.
+func TestCreateWithASilentBrokerIsAPrompt503(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	const timeout = 2 * time.Second
+	s := stack.Start(t, stack.Options{CreateOrderBrokerURL: "amqp://guest:guest@" + l.Addr().String() + "/", CreateOrderPublishTimeout: timeout})
+	seedBasic(t, s)
+	var wg sync.WaitGroup
+	took := make([]time.Duration, 4)
+	statuses := make([]int, 4)
+	for i := range took {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r := s.Call(http.MethodPost, s.URL(stack.CreateOrder)+"/", map[string]any{"items": []map[string]any{{"itemId": "i1", "quantity": 1}}}, s.Bearer("alice")...)
+			took[i], statuses[i] = time.Since(start), r.Status
+		}()
+	}
+	wg.Wait()
+	for i := range took {
+		// The publish's own bound plus the compensation: never the sum
+		// of everyone's dials.
+		if statuses[i] != http.StatusServiceUnavailable || took[i] > 4*timeout {
+			t.Errorf("create %d: %d after %v, want 503 within about %v", i, statuses[i], took[i], timeout)
+		}
+	}
+	if n := stock(t, s, "i1"); n != 10 {
+		t.Fatalf("stock %d after the failed creates, want 10", n)
+	}
 }

@@ -69,6 +69,11 @@ type Options struct {
 	// in-process locks, taking requests in turn, as Cloud Functions scales a
 	// busy function out. They contend only through Firestore.
 	DeductStockInstances int
+	// CreateOrderBrokerURL, when set, is the broker CreateOrder schedules
+	// its timers on (a broker that misbehaves on purpose), with the
+	// publisher's timeout CreateOrderPublishTimeout (0: the default).
+	CreateOrderBrokerURL      string
+	CreateOrderPublishTimeout time.Duration
 	// CreateOrderInstances serves CreateOrder's URL from this many
 	// instances (default 1) in the same way, each with its own Firestore
 	// client and in-process locks.
@@ -241,6 +246,12 @@ func Start(t testing.TB, opt Options) *Stack {
 	svc := env.Ordering()
 	if opt.CrashAfterReserve {
 		svc.Stock = crashAfterReserve{svc.Stock}
+	}
+	if opt.CreateOrderBrokerURL != "" {
+		p := broker.NewPublisher(opt.CreateOrderBrokerURL, topo)
+		p.Timeout = opt.CreateOrderPublishTimeout
+		t.Cleanup(func() { _ = p.Close() })
+		svc.Timers = events.Timers{Publisher: p}
 	}
 	s.Sweeper = env.Sweeper()
 	wrap := func(name string, h http.Handler) http.Handler { return app.Serve(name, log, project, h) }
