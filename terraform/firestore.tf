@@ -95,7 +95,7 @@ locals {
     idempotency  = ["expireAt", "orderId", "requestHash", "state", "until", "userId"]
     items        = ["maxPerShopper", "name", "priceCents", "shards", "stock"]
     orders       = ["cancelReason", "cancelledAt", "createdAt", "deadline", "expireAt", "items", "paidAt", "remindedFor", "status", "sweepShard", "totalCents", "userId"]
-    outbox       = ["createdAt", "expireAt", "order", "orderId", "time", "type"]
+    outbox       = ["createdAt", "expireAt", "order", "orderId", "source", "time", "type"]
     payOrders    = ["amountCents", "closedAt", "createdAt", "paidAt", "payOrderId", "status", "userId"]
     reservations = ["createdAt", "lines", "restoredAt", "state", "sweepShard", "takes"]
     shards       = ["stock"]

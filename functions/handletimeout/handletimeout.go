@@ -36,6 +36,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/httpx"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
+	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 	"github.com/ordertimeout/ordertimeout/shared/timeout"
 )
@@ -115,7 +116,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) error {
 			return result(fmt.Errorf("wrong %s extension: %w", TokenExtension, domain.ErrForbidden))
 		}
 	}
-	ctx = logging.With(ctx, log)
+	ctx = store.WithSource(logging.With(ctx, log), "HandleTimeout")
 	orderID, decide, err := h.parse(e)
 	if err != nil {
 		log.Warn("malformed event", "error", err.Error())

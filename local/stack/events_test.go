@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func hasEvent(evs []orderevents.Received, id string) bool {
 // 1.0, subject the order id, the order as GET /{orderId} returns it.
 func checkEnvelope(t *testing.T, e orderevents.Received, typ domain.EventType, status string) {
 	t.Helper()
-	if e.SpecVersion != "1.0" || e.Type != string(typ) || e.Source == "" || e.Subject != e.Data.OrderID || e.Time.IsZero() ||
+	if e.SpecVersion != "1.0" || e.Type != string(typ) || !strings.HasPrefix(e.Source, "//ordertimeout/") || e.Subject != e.Data.OrderID || e.Time.IsZero() ||
 		e.ContentType != "application/json" || e.Attributes["content-type"] != orderevents.ContentType || e.Data.Status != status ||
 		len(e.Data.Items) == 0 || e.Data.TotalCents <= 0 || e.Data.Deadline == "" || e.Data.UserID == "" {
 		t.Errorf("event %s: %s", e.ID, e.Raw)
@@ -95,6 +96,15 @@ func TestOrderEventsForEveryChange(t *testing.T) {
 	for id, typ := range want {
 		status := map[domain.EventType]string{domain.EventCreated: "UNPAID", domain.EventPaid: "PAID", domain.EventCancelled: "CANCELLED"}[typ]
 		checkEnvelope(t, got[id], typ, status)
+	}
+	// The source names the function that made the change.
+	for id, want := range map[string]string{
+		paid.OrderID + ".created": "//ordertimeout/CreateOrder", cancelled.OrderID + ".cancelled": "//ordertimeout/CreateOrder",
+		timedOut.OrderID + ".cancelled": "//ordertimeout/HandleTimeout", paid.OrderID + ".paid": "//ordertimeout/HandleTimeout",
+	} {
+		if got[id].Source != want {
+			t.Errorf("event %s: source %q, want %q", id, got[id].Source, want)
+		}
 	}
 	if e := got[timedOut.OrderID+".cancelled"]; e.Data.CancelReason != domain.CancelPaymentTimeout || e.Data.CancelledAt == "" {
 		t.Errorf("deadline cancel: %s", e.Raw)

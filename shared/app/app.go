@@ -275,6 +275,6 @@ func Serve(name string, log *slog.Logger, project string, next http.Handler) htt
 		if a := logging.TraceAttr(project, telemetry.Inject(ctx)); a.Key != "" {
 			l = l.With(a)
 		}
-		next.ServeHTTP(w, r.WithContext(logging.With(ctx, l)))
+		next.ServeHTTP(w, r.WithContext(store.WithSource(logging.With(ctx, l), name)))
 	})
 }

@@ -28,6 +28,9 @@ type Event struct {
 	Type  EventType
 	Time  time.Time
 	Order Order
+	// Source names the function that made the change (a CloudEvents
+	// source, //ordertimeout/<function>).
+	Source string
 }
 
 // Created is the event of a new order.

@@ -29,9 +29,6 @@ import (
 // DefaultTopic is the topic's default name (EVENTS_TOPIC).
 const DefaultTopic = "order-events"
 
-// Source is every event's CloudEvents source.
-const Source = "//ordertimeout/orders"
-
 // ContentType is the Pub/Sub attribute of a structured-mode CloudEvent.
 const ContentType = "application/cloudevents+json"
 
@@ -40,7 +37,11 @@ func Encode(ev domain.Event) ([]byte, error) {
 	e := cloudevents.New(cloudevents.CloudEventsVersionV1)
 	e.SetID(ev.ID)
 	e.SetType(string(ev.Type))
-	e.SetSource(Source)
+	source := ev.Source
+	if source == "" {
+		source = store.DefaultSource
+	}
+	e.SetSource(source)
 	e.SetSubject(ev.Order.ID)
 	e.SetTime(ev.Time.UTC())
 	if err := e.SetData("application/json", clients.OrderView(ev.Order)); err != nil {

@@ -10,6 +10,12 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
 
+func createdEvent(ctx context.Context, o domain.Order) domain.Event {
+	ev := domain.Created(o)
+	ev.Source = sourceOf(ctx)
+	return ev
+}
+
 // SetRetention makes every order decided from now on expire (Firestore's
 // TTL policy on expireAt) d after its decision; 0 keeps orders forever.
 func (s *Store) SetRetention(d time.Duration) { s.retention = d }
@@ -63,7 +69,7 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 			return err
 		}
 		stored, created = o, true
-		if err := s.record(t, domain.Created(o)); err != nil {
+		if err := s.record(t, createdEvent(ctx, o)); err != nil {
 			return err
 		}
 		return t.Create(s.orderRef(o.ID), toOrderDoc(o))
@@ -72,7 +78,7 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 		return domain.Order{}, false, fmt.Errorf("create order %q: %w", o.ID, err)
 	}
 	if created {
-		s.deliver(ctx, domain.Created(stored))
+		s.deliver(ctx, createdEvent(ctx, stored))
 	}
 	return stored, created, nil
 }
@@ -116,6 +122,7 @@ func (s *Store) UpdateOrder(ctx context.Context, id string, fn func(*domain.Orde
 			return errNoChange
 		}
 		if ev, hasEv = domain.EventOf(before, o, s.now()); hasEv {
+			ev.Source = sourceOf(ctx)
 			if err := s.record(t, ev); err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ const ColOutbox = "outbox"
 
 type outboxDoc struct {
 	Type      string    `firestore:"type"`
+	Source    string    `firestore:"source"`
 	Time      time.Time `firestore:"time"`
 	Order     orderDoc  `firestore:"order"`
 	OrderID   string    `firestore:"orderId"`
@@ -48,6 +49,26 @@ func (s *Store) outboxRef(eventID string) *firestore.DocumentRef {
 	return s.c.Collection(ColOutbox).Doc(eventID)
 }
 
+// sourceKey is the context key of the function whose request changes
+// orders (WithSource).
+type sourceKey struct{}
+
+// WithSource marks ctx as a request of function name: the order events its
+// changes record name it as their source.
+func WithSource(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, sourceKey{}, name)
+}
+
+// DefaultSource is an event's source when no function is known.
+const DefaultSource = "//ordertimeout"
+
+func sourceOf(ctx context.Context) string {
+	if name, ok := ctx.Value(sourceKey{}).(string); ok && name != "" {
+		return DefaultSource + "/" + name
+	}
+	return DefaultSource
+}
+
 // record writes ev to the outbox in t (when events are on).
 func (s *Store) record(t *firestore.Transaction, ev domain.Event) error {
 	if s.sink == nil {
@@ -55,7 +76,7 @@ func (s *Store) record(t *firestore.Transaction, ev domain.Event) error {
 	}
 	now := s.now()
 	return t.Set(s.outboxRef(ev.ID), outboxDoc{
-		Type: string(ev.Type), Time: ev.Time.UTC(), Order: toOrderDoc(ev.Order), OrderID: ev.Order.ID,
+		Type: string(ev.Type), Source: ev.Source, Time: ev.Time.UTC(), Order: toOrderDoc(ev.Order), OrderID: ev.Order.ID,
 		CreatedAt: now, ExpireAt: now.Add(OutboxRetention),
 	})
 }
@@ -102,7 +123,7 @@ func (s *Store) PendingEvents(ctx context.Context, before time.Time, limit int) 
 				return nil, fmt.Errorf("decode outbox entry %q: %w", d.Ref.ID, err)
 			}
 			if od.CreatedAt.Before(before) && len(out) < limit {
-				out = append(out, PendingEvent{Event: domain.Event{ID: d.Ref.ID, Type: domain.EventType(od.Type), Time: od.Time.UTC(), Order: od.Order.domain(od.OrderID)}, RecordedAt: od.CreatedAt.UTC()})
+				out = append(out, PendingEvent{Event: domain.Event{ID: d.Ref.ID, Type: domain.EventType(od.Type), Source: od.Source, Time: od.Time.UTC(), Order: od.Order.domain(od.OrderID)}, RecordedAt: od.CreatedAt.UTC()})
 			}
 		}
 		if len(docs) < 500 {
