@@ -16,10 +16,10 @@ import (
 
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // Shoppers who hang up mid-create fail only their own orders: 120 creates

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/deadletter"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // The runbook's case: a relay pointed at the wrong target exhausts its

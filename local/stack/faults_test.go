@@ -21,10 +21,10 @@ import (
 	"github.com/ordertimeout/ordertimeout/local/invariant"
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/config"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // bigSeed spreads load over many items and users, as a shop would.

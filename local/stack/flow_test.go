@@ -18,9 +18,9 @@ import (
 	"github.com/ordertimeout/ordertimeout/local/invariant"
 	"github.com/ordertimeout/ordertimeout/local/seed"
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // spans records every span of the in-process system (functions and relay).

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 // On a real three-node cluster, orders are created while the node that

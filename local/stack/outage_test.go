@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/local/stack"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // RabbitMQ is stopped while orders are created: each create fails cleanly

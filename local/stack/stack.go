@@ -24,6 +24,7 @@ import (
 	"github.com/ordertimeout/ordertimeout/functions/handletimeout"
 	"github.com/ordertimeout/ordertimeout/functions/pay"
 	sweepfn "github.com/ordertimeout/ordertimeout/functions/sweeper"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/app"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
@@ -36,7 +37,6 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 	"github.com/ordertimeout/ordertimeout/shared/sweeper"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // Names of the functions.

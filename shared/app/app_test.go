@@ -8,9 +8,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/store"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }

@@ -8,7 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 func delivery(p amqp.Publishing) amqp.Delivery {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 // Against the real RabbitMQ: callers that give up while their publish waits

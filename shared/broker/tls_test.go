@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 // amqps:// works end to end: the publisher dials TLS (verifying the

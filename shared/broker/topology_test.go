@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 // Route picks the longest declared tier that leaves the message its slack,

@@ -21,9 +21,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/events"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // Benchmarks of the relay as it runs in production: the relay binary in its

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // RabbitMQ is restarted mid-stream (stop_app / start_app): the relay

@@ -10,10 +10,10 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // skipWithoutPlugin skips tb on a broker without the

@@ -21,12 +21,12 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/events"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/relay"
 	"github.com/ordertimeout/ordertimeout/shared/telemetry"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // sink is a CloudEvents receiver that records ids and answers what the

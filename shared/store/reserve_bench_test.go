@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/store"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // BenchmarkReserve isolates the stock step of a flash sale: 4 store

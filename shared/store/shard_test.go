@@ -7,9 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/store"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 func mustShards(t *testing.T, s *store.Store, id string) []int64 {

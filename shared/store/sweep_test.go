@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // The sweeper's queries run once per sweep shard; paging through them

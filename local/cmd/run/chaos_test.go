@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 )
 
 // The chaos run in its short form, against the real `make run`: 300

@@ -31,12 +31,12 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/ordertimeout/ordertimeout/local/emulator"
+	"github.com/ordertimeout/ordertimeout/local/proc"
+	"github.com/ordertimeout/ordertimeout/local/rabbitcluster"
 	"github.com/ordertimeout/ordertimeout/shared/auth"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
-	"github.com/ordertimeout/ordertimeout/shared/emulator"
 	"github.com/ordertimeout/ordertimeout/shared/orderevents"
-	"github.com/ordertimeout/ordertimeout/shared/proc"
-	"github.com/ordertimeout/ordertimeout/shared/rabbitcluster"
 )
 
 // Local-only secrets: printed, never used outside this machine.

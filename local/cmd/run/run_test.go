@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and readers.

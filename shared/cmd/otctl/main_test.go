@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordertimeout/ordertimeout/local/testenv"
 	"github.com/ordertimeout/ordertimeout/shared/broker"
 	"github.com/ordertimeout/ordertimeout/shared/events"
-	"github.com/ordertimeout/ordertimeout/shared/testenv"
 )
 
 // Against the real broker: list shows every dead letter with a count by

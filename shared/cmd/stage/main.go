@@ -79,9 +79,10 @@ func Stage(root, target, out string) (Result, error) {
 			return Result{}, err
 		}
 	}
-	// shared/ minus test-only and other programs' packages.
+	// shared/ (what deploys: the test and local-run harness lives under
+	// local/) minus other programs' packages.
 	skip := func(rel string) bool {
-		return strings.HasPrefix(rel, "shared/testenv") || (strings.HasPrefix(rel, "shared/cmd/") && !strings.HasPrefix(rel, pkg))
+		return strings.HasPrefix(rel, "shared/cmd/") && !strings.HasPrefix(rel, pkg)
 	}
 	for _, tree := range []string{"shared", pkg} {
 		if err := copyTree(root, tree, dir, skip); err != nil {

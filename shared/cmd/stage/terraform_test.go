@@ -536,3 +536,24 @@ func TestFirstApplyOnANewProject(t *testing.T) {
 		}
 	}
 }
+
+// shared/ is what deploys: no package of it (tests aside) imports the test
+// and local-run harness under local/.
+func TestSharedImportsNoLocalHarness(t *testing.T) {
+	err := filepath.WalkDir(filepath.Join(repoRoot, "shared"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(src), `"github.com/ordertimeout/ordertimeout/local/`) {
+			t.Errorf("%s imports a package of local/", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

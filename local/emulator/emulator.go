@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ordertimeout/ordertimeout/shared/proc"
+	"github.com/ordertimeout/ordertimeout/local/proc"
 )
 
 // Emulator is a running emulator.

@@ -21,8 +21,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/ordertimeout/ordertimeout/shared/emulator"
-	"github.com/ordertimeout/ordertimeout/shared/proc"
+	"github.com/ordertimeout/ordertimeout/local/emulator"
+	"github.com/ordertimeout/ordertimeout/local/proc"
 	"github.com/ordertimeout/ordertimeout/shared/store"
 )
 

@@ -3,7 +3,7 @@ package testenv
 import (
 	"testing"
 
-	"github.com/ordertimeout/ordertimeout/shared/rabbitcluster"
+	"github.com/ordertimeout/ordertimeout/local/rabbitcluster"
 )
 
 // StartCluster starts an n-node RabbitMQ cluster of its own (never joined
