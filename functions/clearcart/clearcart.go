@@ -34,11 +34,18 @@ type Handler struct {
 	store    *store.Store
 	users    auth.Users
 	internal auth.Internal
+	mux      http.Handler
 }
 
 // New returns the handler.
 func New(s *store.Store, users auth.Users, internal auth.Internal) *Handler {
-	return &Handler{store: s, users: users, internal: internal}
+	h := &Handler{store: s, users: users, internal: internal}
+	mux := httpx.NewMux()
+	mux.HandleFunc("POST /{$}", h.clear)
+	mux.HandleFunc("GET /{$}", httpx.AsUser(h.users, h.get))
+	mux.HandleFunc("PUT /{itemId...}", httpx.AsUser(h.users, h.put)) // the id is checked whole (httpx.PathID)
+	h.mux = mux
+	return h
 }
 
 // CartJSON is the owner's view of a cart.
@@ -55,18 +62,7 @@ func view(c domain.Cart) CartJSON {
 	return v
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/":
-		h.clear(w, r)
-	case r.Method == http.MethodGet && r.URL.Path == "/":
-		httpx.AsUser(h.users, h.get)(w, r)
-	case r.Method == http.MethodPut:
-		httpx.AsUser(h.users, h.put)(w, r)
-	default:
-		httpx.MethodNotAllowed(w, r)
-	}
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) clear(w http.ResponseWriter, r *http.Request) {
 	var req clients.ClearRequest

@@ -13,7 +13,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
@@ -44,30 +43,23 @@ type Handler struct {
 	svc      *ordering.Service
 	users    auth.Users
 	internal auth.Internal
+	mux      http.Handler
 }
 
 // New returns the handler.
 func New(svc *ordering.Service, users auth.Users, internal auth.Internal) *Handler {
-	return &Handler{svc: svc, users: users, internal: internal}
+	h := &Handler{svc: svc, users: users, internal: internal}
+	mux := httpx.NewMux()
+	mux.HandleFunc("POST /extend", h.extend)
+	mux.HandleFunc("POST /{$}", httpx.AsUser(h.users, h.create))
+	mux.HandleFunc("POST /{orderId}/cancel", httpx.AsUser(h.users, h.cancel))
+	mux.HandleFunc("GET /{$}", httpx.AsUser(h.users, h.list))
+	mux.HandleFunc("GET /{orderId...}", httpx.AsUser(h.users, h.get)) // the id is checked whole (httpx.PathID)
+	h.mux = mux
+	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	id, cancel := strings.CutSuffix(r.URL.Path, "/cancel")
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/extend":
-		h.extend(w, r)
-	case r.Method == http.MethodPost && r.URL.Path == "/":
-		httpx.AsUser(h.users, h.create)(w, r)
-	case r.Method == http.MethodPost && cancel:
-		httpx.AsUser(h.users, func(r *http.Request, uid string) (int, any, error) { return h.cancel(r, uid, id) })(w, r)
-	case r.Method == http.MethodGet && r.URL.Path == "/":
-		httpx.AsUser(h.users, h.list)(w, r)
-	case r.Method == http.MethodGet:
-		httpx.AsUser(h.users, h.get)(w, r)
-	default:
-		httpx.MethodNotAllowed(w, r)
-	}
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) create(r *http.Request, uid string) (int, any, error) {
 	var body Request
@@ -109,8 +101,8 @@ func (h *Handler) get(r *http.Request, uid string) (int, any, error) {
 	return http.StatusOK, View(o), err
 }
 
-func (h *Handler) cancel(r *http.Request, uid, path string) (int, any, error) {
-	id := strings.TrimPrefix(path, "/")
+func (h *Handler) cancel(r *http.Request, uid string) (int, any, error) {
+	id := r.PathValue("orderId")
 	if err := domain.CheckID("orderId", id); err != nil {
 		return 0, nil, err
 	}

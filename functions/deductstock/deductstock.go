@@ -32,25 +32,21 @@ func init() {
 type Handler struct {
 	store    *store.Store
 	internal auth.Internal
+	mux      http.Handler
 }
 
 // New returns the handler.
 func New(s *store.Store, internal auth.Internal) *Handler {
-	return &Handler{store: s, internal: internal}
+	h := &Handler{store: s, internal: internal}
+	mux := httpx.NewMux()
+	mux.HandleFunc("POST /{$}", h.deduct)
+	mux.HandleFunc("POST /restore", h.restore)
+	mux.HandleFunc("GET /{itemId...}", h.item) // the id is checked whole (httpx.PathID)
+	h.mux = mux
+	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/":
-		h.deduct(w, r)
-	case r.Method == http.MethodPost && r.URL.Path == "/restore":
-		h.restore(w, r)
-	case r.Method == http.MethodGet:
-		h.item(w, r)
-	default:
-		httpx.MethodNotAllowed(w, r)
-	}
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) deduct(w http.ResponseWriter, r *http.Request) {
 	var req clients.DeductRequest

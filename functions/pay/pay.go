@@ -40,6 +40,7 @@ type Handler struct {
 	users    auth.Users
 	internal auth.Internal
 	announce Announcer
+	mux      http.Handler
 }
 
 // Announcer announces a payment (events.Timers on the broker).
@@ -49,23 +50,17 @@ type Announcer interface {
 
 // New returns the handler. announce publishes "payment succeeded".
 func New(s *store.Store, users auth.Users, internal auth.Internal, announce Announcer) *Handler {
-	return &Handler{store: s, users: users, internal: internal, announce: announce}
+	h := &Handler{store: s, users: users, internal: internal, announce: announce}
+	mux := httpx.NewMux()
+	mux.HandleFunc("POST /{$}", httpx.AsUser(h.users, h.pay))
+	mux.HandleFunc("POST /close", h.close)
+	mux.HandleFunc("GET /{$}", h.query)
+	mux.HandleFunc("GET /wallet", httpx.AsUser(h.users, h.wallet))
+	h.mux = mux
+	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/":
-		httpx.AsUser(h.users, h.pay)(w, r)
-	case r.Method == http.MethodPost && r.URL.Path == "/close":
-		h.close(w, r)
-	case r.Method == http.MethodGet && r.URL.Path == "/":
-		h.query(w, r)
-	case r.Method == http.MethodGet && r.URL.Path == "/wallet":
-		httpx.AsUser(h.users, h.wallet)(w, r)
-	default:
-		httpx.MethodNotAllowed(w, r)
-	}
-}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func newPayOrderID() string {
 	b := make([]byte, 10)

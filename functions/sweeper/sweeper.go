@@ -32,18 +32,21 @@ func init() {
 type Handler struct {
 	sweeper  *sweeper.Sweeper
 	internal auth.Internal
+	mux      http.Handler
 }
 
 // New returns the handler.
 func New(s *sweeper.Sweeper, internal auth.Internal) *Handler {
-	return &Handler{sweeper: s, internal: internal}
+	h := &Handler{sweeper: s, internal: internal}
+	mux := httpx.NewMux()
+	mux.HandleFunc("POST /{$}", h.sweep)
+	h.mux = mux
+	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		httpx.MethodNotAllowed(w, r)
-		return
-	}
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) sweep(w http.ResponseWriter, r *http.Request) {
 	if err := h.internal.Check(r); err != nil {
 		httpx.Error(w, r, err)
 		return

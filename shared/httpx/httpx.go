@@ -159,6 +159,16 @@ func NotFound(w http.ResponseWriter, r *http.Request) {
 	Error(w, r, fmt.Errorf("no route %s %s: %w", r.Method, r.URL.Path, domain.ErrNotFound))
 }
 
+// NewMux returns a router for a function's routes, declared as
+// http.ServeMux patterns ("POST /{orderId}/cancel"); every request no
+// route takes (another method, another path) answers the contract's 405
+// body, where ServeMux would answer plain text.
+func NewMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", MethodNotAllowed)
+	return mux
+}
+
 // MethodNotAllowed answers 405 with the contract's body.
 func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	Error(w, r, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, ErrMethodNotAllowed))
