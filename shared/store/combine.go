@@ -35,10 +35,8 @@ const (
 // committersFor is how many batches of an item with k shards one process
 // commits at a time, each starting from a shard of its own. Fewer
 // committers make larger batches and leave the other shards to other
-// instances. Measured in BenchmarkHotItem (4 instances, 64 orders in
-// flight, 16 shards, one run each): k/2 committers gave hot/spread 0.47
-// (0.52–0.56 lost races per order), k/4 0.54–0.64 (0.35–0.42), k/8 0.77
-// (0.20–0.26), k/16 — one per process — 0.96 (0.16).
+// instances; BenchmarkHotItem chose k/16 (docs/benchmarks.md has the
+// figures of the counts tried).
 func committersFor(k int) int { return max(1, k/16) }
 
 // combiner batches one sharded item's reservations within a process.
