@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -356,33 +355,8 @@ func TestTwoRelaysShareTheQueues(t *testing.T) {
 // one after another behind a dial, and leave nothing reserved.
 func TestCreateWithASilentBrokerIsAPrompt503(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
 	const timeout = 2 * time.Second
-	s := stack.Start(t, stack.Options{CreateOrderBrokerURL: "amqp://guest:guest@" + l.Addr().String() + "/", CreateOrderPublishTimeout: timeout})
+	s := stack.Start(t, stack.Options{CreateOrderBrokerURL: testenv.SilentBroker(t), CreateOrderPublishTimeout: timeout})
 	seedBasic(t, s)
 	var wg sync.WaitGroup
 	took := make([]time.Duration, 4)

@@ -337,3 +337,36 @@ func firstURL(list string) string {
 	first, _, _ := strings.Cut(list, ",")
 	return strings.TrimSpace(first)
 }
+
+// SilentBroker listens on loopback, accepts every TCP connection and never
+// answers, as a frozen broker (SIGSTOP) or a black-holing proxy does, and
+// returns an AMQP URL for it. It closes with tb.
+func SilentBroker(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	tb.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "amqp://guest:guest@" + l.Addr().String() + "/"
+}

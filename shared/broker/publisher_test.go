@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -105,44 +104,12 @@ func TestPublisherCallerGivingUpFailsOnlyItself(t *testing.T) {
 	}
 }
 
-// silentBroker accepts TCP connections and never answers, as a frozen
-// broker (SIGSTOP) or a black-holing proxy does.
-func silentBroker(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "amqp://guest:guest@" + l.Addr().String() + "/"
-}
-
 // Against a broker that takes the connection and never answers, three
 // callers with a 1 s context each give up after their own second, not
 // one after another behind the dial; and with no deadline of its own, a
 // publish ends within the publisher's Timeout.
 func TestPublisherWaitEndsWithCallersContext(t *testing.T) {
-	p := NewPublisher(silentBroker(t), Topology{Prefix: "ot-silent", Mode: ModeLadder})
+	p := NewPublisher(testenv.SilentBroker(t), Topology{Prefix: "ot-silent", Mode: ModeLadder})
 	defer p.Close()
 	var wg sync.WaitGroup
 	took := make([]time.Duration, 3)
