@@ -26,7 +26,7 @@ locals {
   # The same metrics in Cloud Monitoring's PromQL: the domain's dots become
   # underscores, its "/" a colon, the name's dots underscores.
   promql     = { for k, m in local.metric : k => "workload_googleapis_com:${replace(trimprefix(m, "workload.googleapis.com/"), ".", "_")}" }
-  alert_docs = "Runbook: the README's \"Operating it\" and \"Runbook: timers were dead-lettered\" (otctl dead list / redrive)."
+  alert_docs = "Runbook: docs/operating.md, \"Runbook: timers were dead-lettered\" (otctl dead list / redrive)."
 }
 
 resource "google_monitoring_alert_policy" "sweeper_finds" {
