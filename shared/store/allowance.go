@@ -63,15 +63,12 @@ func (s *Store) Limits(ctx context.Context, ids []string) (map[string]int64, err
 	if err != nil {
 		return nil, classify(err)
 	}
+	items, err := decodeItems(snaps)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int64{}
-	for _, snap := range snaps {
-		if !snap.Exists() {
-			continue
-		}
-		it, err := decodeItem(snap)
-		if err != nil {
-			return nil, err
-		}
+	for _, it := range items {
 		if it.MaxPerShopper > 0 {
 			out[it.ID] = it.MaxPerShopper
 		}
@@ -91,10 +88,9 @@ func (s *Store) Limits(ctx context.Context, ids []string) (map[string]int64, err
 // a lost race reads again.
 func (s *Store) ClaimAllowance(ctx context.Context, userID, orderID string, wants []domain.Want, limits map[string]int64, maxUnpaid int, sagaBudget time.Duration) error {
 	return s.changeAllowance(ctx, userID, orderID, sagaBudget, func(a *domain.Allowance) (bool, error) {
-		if _, ok := a.Holds[orderID]; ok {
-			return false, nil
-		}
-		return true, a.Claim(orderID, wants, limits, maxUnpaid, s.now())
+		before := len(a.Holds) // Claim keeps an existing hold as it is
+		err := a.Claim(orderID, wants, limits, maxUnpaid, s.now())
+		return len(a.Holds) != before, err
 	})
 }
 

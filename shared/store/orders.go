@@ -10,12 +10,6 @@ import (
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 )
 
-func createdEvent(ctx context.Context, o domain.Order) domain.Event {
-	ev := domain.Created(o)
-	ev.Source = sourceOf(ctx)
-	return ev
-}
-
 // SetRetention makes every order decided from now on expire (Firestore's
 // TTL policy on expireAt) d after its decision; 0 keeps orders forever.
 func (s *Store) SetRetention(d time.Duration) { s.retention = d }
@@ -36,6 +30,8 @@ func decodeOrder(snap *firestore.DocumentSnapshot) (domain.Order, error) {
 // compensation or the sweeper gave the stock back, the order can never
 // appear (domain.ErrOrderClosed), so no order lives without its stock.
 func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.Order, created bool, err error) {
+	ev := domain.Created(o) // recorded with the order, delivered after the commit
+	ev.Source = sourceOf(ctx)
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		created = false
 		snap, err := t.Get(s.orderRef(o.ID))
@@ -69,7 +65,7 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 			return err
 		}
 		stored, created = o, true
-		if err := s.record(t, createdEvent(ctx, o)); err != nil {
+		if err := s.record(t, ev); err != nil {
 			return err
 		}
 		return t.Create(s.orderRef(o.ID), toOrderDoc(o))
@@ -78,7 +74,7 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 		return domain.Order{}, false, fmt.Errorf("create order %q: %w", o.ID, err)
 	}
 	if created {
-		s.deliver(ctx, createdEvent(ctx, stored))
+		s.deliver(ctx, ev)
 	}
 	return stored, created, nil
 }

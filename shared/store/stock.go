@@ -60,6 +60,22 @@ func decodeItem(snap *firestore.DocumentSnapshot) (domain.Item, error) {
 	return domain.Item{ID: snap.Ref.ID, Name: d.Name, PriceCents: d.PriceCents, Stock: d.Stock, Shards: max(d.Shards, 1), MaxPerShopper: d.MaxPerShopper}, nil
 }
 
+// decodeItems decodes the items of snaps that exist.
+func decodeItems(snaps []*firestore.DocumentSnapshot) ([]domain.Item, error) {
+	var out []domain.Item
+	for _, snap := range snaps {
+		if !snap.Exists() {
+			continue
+		}
+		it, err := decodeItem(snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
 // stockView is an item with each shard's stock and update time, as read
 // outside a transaction: what a compare-and-set plans from.
 type stockView struct {
@@ -479,15 +495,12 @@ func (s *Store) layouts(t *firestore.Transaction, takes []domain.Take) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]int, len(ids))
-	for _, snap := range snaps {
-		if !snap.Exists() {
-			continue
-		}
-		it, err := decodeItem(snap)
-		if err != nil {
-			return nil, err
-		}
+	items, err := decodeItems(snaps)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(items))
+	for _, it := range items {
 		out[it.ID] = it.Shards
 	}
 	return out, nil

@@ -248,9 +248,6 @@ func TestRemind(t *testing.T) {
 	if out, _ := w.d.Remind(context.Background(), "o1", dl.Add(-time.Minute)); out != NothingToDo {
 		t.Fatalf("a moved deadline's reminder: %q", out)
 	}
-	if _, err := w.d.Cancel(context.Background(), "o1", domain.CancelUserCancelled); err != nil {
-		t.Fatal(err)
-	}
 	later := unpaid(dl.Add(time.Hour))
 	w2 := newWorld(later, "")
 	if _, err := w2.d.Cancel(context.Background(), "o1", domain.CancelUserCancelled); err != nil {
