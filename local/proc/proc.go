@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -185,4 +186,15 @@ func free(port int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// Rabbitmqctl returns the command that runs rabbitmqctl with args against
+// the broker in use: $RABBITMQCTL split on spaces (the RabbitMQ 4.3 run sets
+// "local/rabbitmq43/rabbitmq43.sh ctl"), or the machine's rabbitmqctl.
+func Rabbitmqctl(args ...string) *exec.Cmd {
+	cmd := strings.Fields(os.Getenv("RABBITMQCTL"))
+	if len(cmd) == 0 {
+		cmd = []string{"rabbitmqctl"}
+	}
+	return exec.Command(cmd[0], append(cmd[1:], args...)...)
 }

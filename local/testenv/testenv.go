@@ -240,16 +240,8 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-// Rabbitmqctl returns the command that runs rabbitmqctl against the
-// broker at AMQP_URL: $RABBITMQCTL split on spaces (the RabbitMQ 4.3 run
-// sets "local/rabbitmq43/rabbitmq43.sh ctl"), or the machine's rabbitmqctl.
-func Rabbitmqctl(args ...string) *exec.Cmd {
-	cmd := strings.Fields(os.Getenv("RABBITMQCTL"))
-	if len(cmd) == 0 {
-		cmd = []string{"rabbitmqctl"}
-	}
-	return exec.Command(cmd[0], append(cmd[1:], args...)...)
-}
+// Rabbitmqctl is proc.Rabbitmqctl: rabbitmqctl against the broker in use.
+func Rabbitmqctl(args ...string) *exec.Cmd { return proc.Rabbitmqctl(args...) }
 
 // RabbitCtl runs rabbitmqctl on the local node and fails tb if it fails.
 func RabbitCtl(tb testing.TB, args ...string) {

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ordertimeout/ordertimeout/local/proc"
 )
 
 // fault is one injected failure: when it started (since the first create),
@@ -88,11 +89,11 @@ func (c *chaos) inject(what string) (time.Duration, string, error) {
 			name, _, _ := strings.Cut(c.nodes[1], "=") // never the node nodeKill kills
 			ctl = append(ctl, "-n", name)
 		}
-		if out, err := rabbitmqctl(append(ctl, "stop_app")...).CombinedOutput(); err != nil {
+		if out, err := proc.Rabbitmqctl(append(ctl, "stop_app")...).CombinedOutput(); err != nil {
 			return 0, "", fmt.Errorf("%v %s", err, out)
 		}
 		time.Sleep(10 * time.Second)
-		if out, err := rabbitmqctl(append(ctl, "start_app")...).CombinedOutput(); err != nil {
+		if out, err := proc.Rabbitmqctl(append(ctl, "start_app")...).CombinedOutput(); err != nil {
 			return time.Since(start), "", fmt.Errorf("start_app: %v %s", err, out)
 		}
 		return time.Since(start), "", nil
@@ -153,14 +154,4 @@ func (c *chaos) report() []fault {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]fault(nil), c.faults...)
-}
-
-// rabbitmqctl runs $RABBITMQCTL (split on spaces; default rabbitmqctl)
-// with args: the broker make run uses.
-func rabbitmqctl(args ...string) *exec.Cmd {
-	cmd := strings.Fields(os.Getenv("RABBITMQCTL"))
-	if len(cmd) == 0 {
-		cmd = []string{"rabbitmqctl"}
-	}
-	return exec.Command(cmd[0], append(cmd[1:], args...)...)
 }
