@@ -63,6 +63,15 @@ type Want struct {
 	Quantity int64
 }
 
+// ItemIDs is the item id of each want, in order.
+func ItemIDs(wants []Want) []string {
+	ids := make([]string, len(wants))
+	for i, w := range wants {
+		ids[i] = w.ItemID
+	}
+	return ids
+}
+
 // Take is what one reservation took from one shard of one item.
 type Take struct {
 	ItemID   string

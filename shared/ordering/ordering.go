@@ -237,10 +237,7 @@ func (s *Service) saga(ctx context.Context, uid, orderID string, wants []domain.
 		}
 		return domain.Order{}, err
 	}
-	itemIDs := make([]string, len(wants))
-	for i, w := range wants {
-		itemIDs[i] = w.ItemID
-	}
+	itemIDs := domain.ItemIDs(wants)
 	if err := s.Cart.Clear(ctx, uid, itemIDs); err != nil {
 		log.Error("cart not cleared after order; repair by clearing these items", "cart_clear_failed", true, "item_ids", itemIDs, "error", err.Error())
 	}
@@ -255,11 +252,7 @@ func (s *Service) claimAllowance(ctx context.Context, uid, orderID string, wants
 	if s.Allowances == nil {
 		return false, nil
 	}
-	ids := make([]string, len(wants))
-	for i, w := range wants {
-		ids[i] = w.ItemID
-	}
-	limits, err := s.Allowances.Limits(ctx, ids)
+	limits, err := s.Allowances.Limits(ctx, domain.ItemIDs(wants))
 	if err != nil {
 		return false, err
 	}

@@ -252,10 +252,7 @@ func (s *Store) PutItem(ctx context.Context, it domain.Item) error {
 // refused (domain.ErrInsufficientStock) from a plain read, without a
 // transaction.
 func (s *Store) Reserve(ctx context.Context, orderID string, wants []domain.Want) ([]domain.OrderLine, error) {
-	ids := make([]string, len(wants))
-	for i, w := range wants {
-		ids[i] = w.ItemID
-	}
+	ids := domain.ItemIDs(wants)
 	// Within one process, orders for a one-document item queue for it
 	// rather than lose compare-and-sets to each other; orders for one
 	// sharded item are committed in batches (see combiner).
