@@ -179,7 +179,9 @@ type headerToken struct{}
 // come as the X-Internal-Token header every other internal route takes.
 func (h *Handler) HTTPHandler() http.Handler {
 	events := app.Events(h.Handle)
+	requests := telemetry.NewRequests("HandleTimeout")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func(start time.Time) { requests.Served(r.Context(), time.Since(start)) }(time.Now())
 		if h.idToken != nil {
 			if err := h.idToken.Check(r); err != nil {
 				h.log.Error("event refused: the caller's ID token was not accepted (the relay retries it; check the relay's service account and INTERNAL_ALLOWED_CALLERS)", "error", err.Error())

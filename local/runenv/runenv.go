@@ -25,7 +25,9 @@ type Env struct {
 	UserSecret     string
 	InternalSecret string
 	URL            map[string]string // by entry point, e.g. URL["CreateOrder"]
-	ClusterNodes   []string          // with RABBITMQ_CLUSTER: each node's name=pidfile
+	// Metrics are the processes' /metrics URLs, by entry point and "relay".
+	Metrics      map[string]string
+	ClusterNodes []string // with RABBITMQ_CLUSTER: each node's name=pidfile
 	// The order events: the Pub/Sub emulator, the topic's project, the
 	// topic and the run's shared subscription.
 	PubSubHost, PubSubProject, EventsTopic, EventsSubscription string
@@ -49,6 +51,9 @@ func (e *Env) ListenEvents(ctx context.Context, name string, f func(orderevents.
 	return done, nil
 }
 
+// Relay is the relay's key in Env.Metrics.
+const Relay = "relay"
+
 // Load reads path (default .run/env).
 func Load(path string) (*Env, error) {
 	f, err := os.Open(path)
@@ -56,7 +61,7 @@ func Load(path string) (*Env, error) {
 		return nil, fmt.Errorf("%s: %w (is `make run` running?)", path, err)
 	}
 	defer f.Close()
-	e := &Env{URL: map[string]string{}, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
+	e := &Env{URL: map[string]string{}, Metrics: map[string]string{}, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
@@ -82,10 +87,16 @@ func Load(path string) (*Env, error) {
 			e.EventsSubscription = v
 		case k == "RABBITMQ_CLUSTER_NODES" && v != "":
 			e.ClusterNodes = strings.Split(v, ",")
-		case strings.HasPrefix(k, "URL_"):
-			for _, name := range []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep"} {
-				if strings.ToUpper(name) == strings.TrimPrefix(k, "URL_") {
+		case strings.HasPrefix(k, "URL_"), strings.HasPrefix(k, "METRICS_"):
+			kind, key, _ := strings.Cut(k, "_")
+			for _, name := range []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout", "Sweep", Relay} {
+				if strings.ToUpper(name) != key {
+					continue
+				}
+				if kind == "URL" {
 					e.URL[name] = v
+				} else {
+					e.Metrics[name] = v
 				}
 			}
 		}

@@ -185,7 +185,11 @@ var telemetryState struct {
 
 func installTelemetry(cfg config.Config) (func(context.Context) error, error) {
 	return installTelemetryWith(func() (func(context.Context) error, error) {
-		return telemetry.Setup(cfg.TraceExporter, cfg.Project)
+		flush, err := telemetry.Setup(cfg.TraceExporter, cfg.Project)
+		if err != nil {
+			return nil, err
+		}
+		return flush, telemetry.RegisterProcessCPU()
 	})
 }
 
@@ -264,10 +268,12 @@ func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 }
 
 // Serve wraps a function's handler: a server span named after the function
-// (continuing the caller's W3C trace), and a request logger carrying the
-// trace in Cloud Logging's key.
+// (continuing the caller's W3C trace), a request logger carrying the
+// trace in Cloud Logging's key, and the function's request counters.
 func Serve(name string, log *slog.Logger, project string, next http.Handler) http.Handler {
+	requests := telemetry.NewRequests(name)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func(start time.Time) { requests.Served(r.Context(), time.Since(start)) }(time.Now())
 		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"))
 		ctx, span := telemetry.Tracer().Start(ctx, name+" "+r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()

@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/ordertimeout/ordertimeout/shared/telemetry"
 )
 
 // PublishOn publishes m on ch to where it must go next and waits until the
@@ -83,6 +89,10 @@ type Publisher struct {
 	ch     *Channel
 	dial   *dialing // the dial in flight, if any
 	closed bool
+	// published counts confirmed publishes (broker.published, by type):
+	// the broker messages an order's functions send; count, the same in all.
+	published metric.Int64Counter
+	count     atomic.Int64
 }
 
 // Bounds of a publisher's connection and of one publish.
@@ -101,8 +111,14 @@ type dialing struct {
 
 // NewPublisher returns a publisher; it connects on first use.
 func NewPublisher(url string, t Topology) *Publisher {
-	return &Publisher{URL: url, Topology: t, Now: time.Now}
+	published, _ := otel.Meter(telemetry.Name).Int64Counter("broker.published",
+		metric.WithDescription("Messages the functions published and the broker confirmed, by CloudEvent type."))
+	return &Publisher{URL: url, Topology: t, Now: time.Now, published: published}
 }
+
+// Published returns how many messages this publisher published and the
+// broker confirmed.
+func (p *Publisher) Published() int64 { return p.count.Load() }
 
 // channel returns the publishing channel, starting a dial when there is
 // none and no dial is under way, and waiting for it while ctx lives.
@@ -191,6 +207,12 @@ func (p *Publisher) Publish(ctx context.Context, m Message) error {
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		broken, err := p.publishOnce(ctx, m)
+		if err == nil {
+			p.count.Add(1)
+			if p.published != nil {
+				p.published.Add(context.WithoutCancel(ctx), 1, metric.WithAttributes(attribute.String("type", m.Type)))
+			}
+		}
 		if err == nil || !broken || attempt == publishAttempts || ctx.Err() != nil {
 			return err
 		}

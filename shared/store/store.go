@@ -58,6 +58,8 @@ type Store struct {
 	// retention: how long a decided order is kept (0: forever).
 	retention time.Duration
 	stats     struct{ txRuns, conflicts, txRetries, slowCommits atomic.Int64 }
+	// meter counts the Firestore work of each operation (Usage).
+	meter *meter
 }
 
 // Stats counts contention since the store was opened.
@@ -84,17 +86,28 @@ func (s *Store) Stats() Stats {
 // outlives ctx (it is created once per instance and serves every request):
 // ctx's values reach it, its cancellation does not.
 func New(ctx context.Context, projectID string) (*Store, error) {
-	c, err := firestore.NewClient(context.WithoutCancel(ctx), projectID)
+	m := newMeter()
+	opts, err := m.clientOptions()
+	if err != nil {
+		return nil, fmt.Errorf("firestore client for project %q: %w", projectID, err)
+	}
+	c, err := firestore.NewClient(context.WithoutCancel(ctx), projectID, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for project %q: %w", projectID, err)
 	}
 	// Firestore keeps microseconds: times are truncated so an answer built in
 	// memory equals the same document read back.
-	return &Store{c: c, attempts: DefaultTxAttempts, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
+	return &Store{c: c, meter: m, attempts: DefaultTxAttempts, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}, nil
 }
 
 // Close releases the client.
-func (s *Store) Close() error { return s.c.Close() }
+func (s *Store) Close() error {
+	err := s.c.Close()
+	if s.meter.conn != nil {
+		_ = s.meter.conn.Close() // may be closed by the client already
+	}
+	return err
+}
 
 // Client exposes the Firestore client for tools (seed, invariant checks).
 func (s *Store) Client() *firestore.Client { return s.c }
@@ -107,11 +120,14 @@ var errNoChange = errors.New("no change")
 // Retries and slow commits are counted in Stats.
 func (s *Store) tx(ctx context.Context, f func(*firestore.Transaction) error) error {
 	s.stats.txRuns.Add(1)
+	op := s.meter.op()
+	s.meter.add(ctx, op, kTransactions, 1)
 	start, attempts := time.Now(), 0
 	err := s.c.RunTransaction(ctx, func(_ context.Context, t *firestore.Transaction) error {
 		if attempts++; attempts > 1 {
 			s.stats.txRetries.Add(1)
 		}
+		s.meter.add(ctx, op, kAttempts, 1)
 		return f(t)
 	}, firestore.MaxAttempts(s.attempts))
 	if time.Since(start) > time.Second {

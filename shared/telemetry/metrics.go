@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -103,4 +104,49 @@ func ServePrometheus(addr string) (*http.Server, error) {
 	}
 	go func() { _ = srv.Serve(l) }()
 	return srv, nil
+}
+
+// RegisterProcessCPU exports the process's CPU time (user + system, from
+// getrusage) as the counter process.cpu.time: what a function instance or
+// the relay spends per order, which `make load` and the capacity model read.
+func RegisterProcessCPU() error {
+	c, err := otel.Meter(Name).Float64ObservableCounter("process.cpu.time", metric.WithUnit("s"),
+		metric.WithDescription("CPU seconds (user + system) this process has used."))
+	if err != nil {
+		return err
+	}
+	_, err = otel.Meter(Name).RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return err
+		}
+		o.ObserveFloat64(c, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()).Seconds())
+		return nil
+	}, c)
+	return err
+}
+
+// Requests counts a function's requests and the seconds they took
+// (function.requests, function.request.time; attribute function), which
+// Cloud Run bills as instance time while requests are in flight.
+type Requests struct {
+	count metric.Int64Counter
+	time  metric.Float64Counter
+	attr  metric.MeasurementOption
+}
+
+// NewRequests returns the request counters of function name.
+func NewRequests(name string) *Requests {
+	m := otel.Meter(Name)
+	r := &Requests{attr: metric.WithAttributes(attribute.String("function", name))}
+	r.count, _ = m.Int64Counter("function.requests", metric.WithDescription("Requests a function served."))
+	r.time, _ = m.Float64Counter("function.request.time", metric.WithUnit("s"), metric.WithDescription("Seconds a function spent serving requests."))
+	return r
+}
+
+// Served records one request that took d.
+func (r *Requests) Served(ctx context.Context, d time.Duration) {
+	ctx = context.WithoutCancel(ctx)
+	r.count.Add(ctx, 1, r.attr)
+	r.time.Add(ctx, d.Seconds(), r.attr)
 }

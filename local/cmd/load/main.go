@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/ordertimeout/ordertimeout/functions/createorder"
+	"github.com/ordertimeout/ordertimeout/local/cost"
 	"github.com/ordertimeout/ordertimeout/local/invariant"
 	"github.com/ordertimeout/ordertimeout/local/runenv"
 	"github.com/ordertimeout/ordertimeout/local/seed"
@@ -43,6 +44,7 @@ type options struct {
 	out, env                       string
 	chaos                          bool
 	faults                         int
+	costOrders                     int
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 	flag.StringVar(&o.env, "env", ".run/env", "the file `make run` writes")
 	flag.BoolVar(&o.chaos, "chaos", false, "inject faults during the run: kill -9 of the relay and of a function, RabbitMQ stopped for ~10 s, the relay frozen for ~20 s")
 	flag.IntVar(&o.faults, "faults", 4, "with -chaos: how many faults (each kind once before any repeats)")
+	flag.IntVar(&o.costOrders, "cost-orders", 20, "after the load, orders per path for the per-order work table (0: none; never with -chaos)")
 	flag.Parse()
 	if o.chaos && o.grace < 90*time.Second {
 		o.grace = 90 * time.Second // faults delay decisions; the sweeper catches up within its grace and interval
@@ -148,6 +151,14 @@ func run(o options) error {
 		evMu.Unlock()
 	}); err != nil {
 		return fmt.Errorf("order events: %w", err)
+	}
+	// The processes' counters before the load, for its work per order.
+	m := meters{e: e, client: &http.Client{Timeout: 10 * time.Second}}
+	var countersBefore map[string]cost.Sample
+	if !o.chaos { // a killed process starts its counters again
+		if countersBefore, err = m.scrape(true); err != nil {
+			return err
+		}
 	}
 	begin := time.Now()
 	// Follow the orders' states from the start, every 500 ms.
@@ -337,6 +348,18 @@ func run(o options) error {
 	fmt.Printf("payments           %d succeeded, %d refused (order already closed)\n", paid.Load(), payRefused.Load())
 	fmt.Printf("shopper cancels    %d succeeded, %d refused\n", cancelled.Load(), cancelRefused.Load())
 	fmt.Printf("invariants         %s\n", res)
+	if countersBefore != nil {
+		after, err := m.scrape(true)
+		if err != nil {
+			return err
+		}
+		sweepCost(countersBefore, after)
+		delete(countersBefore, "Sweep")
+		delete(after, "Sweep")
+		w := cost.Between(countersBefore, after, runenv.Relay).Per(int(created.Load()))
+		fmt.Printf("work per order     %.1f reads, %.1f writes, %.1f deletes, %.1f transactions (%.2f retries), %.1f broker messages, %.1f function CPU-ms (the whole mix, per created order; refused creates included)\n",
+			w.Reads, w.Writes, w.Deletes, w.Transactions, w.Retries, w.BrokerMessages(), w.FunctionCPUms)
+	}
 	evErr := checkEvents(ctx, st, ids, func() map[string]int {
 		evMu.Lock()
 		defer evMu.Unlock()
@@ -371,7 +394,13 @@ func run(o options) error {
 	if !res.OK() {
 		return fmt.Errorf("invariants violated")
 	}
-	return evErr
+	if evErr != nil {
+		return evErr
+	}
+	if o.costOrders > 0 && !o.chaos {
+		return costPaths(ctx, e, st, run, o.costOrders, o.timeout)
+	}
+	return nil
 }
 
 // checkEvents waits (up to within) until every created order has its

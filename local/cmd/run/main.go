@@ -250,9 +250,10 @@ func run() error {
 		"PUBSUB_EMULATOR_HOST=" + ps, "PUBSUB_PROJECT_ID=" + project, "EVENTS_TOPIC=" + topic, "EVENTS_SUBSCRIPTION=" + eventsSubscription}, func() []string {
 		var out []string
 		for _, f := range fns {
-			out = append(out, fmt.Sprintf("URL_%s=http://127.0.0.1:%d", strings.ToUpper(f.name), f.port))
+			out = append(out, fmt.Sprintf("URL_%s=http://127.0.0.1:%d", strings.ToUpper(f.name), f.port),
+				fmt.Sprintf("METRICS_%s=http://127.0.0.1:%d/metrics", strings.ToUpper(f.name), f.port+1000))
 		}
-		return out
+		return append(out, fmt.Sprintf("METRICS_RELAY=http://127.0.0.1:%d/metrics", relayPort))
 	}()...)
 	if err := os.WriteFile(envFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err

@@ -79,6 +79,9 @@ func run(cfg config.Relay) error {
 	if err := r.Metrics.RegisterOTel(otel.Meter(telemetry.Name)); err != nil {
 		return err
 	}
+	if err := telemetry.RegisterProcessCPU(); err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
