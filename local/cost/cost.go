@@ -94,6 +94,7 @@ const (
 	mPublished    = "broker_published_total"
 	mCPU          = "process_cpu_time_seconds_total"
 	mRequests     = "function_requests_total"
+	mRequestTime  = "function_request_time_seconds_total"
 	mDelivered    = "relay_delivered_total"
 	mRetried      = "relay_retried_total"
 	mHops         = "relay_hops_total"
@@ -109,8 +110,12 @@ type Work struct {
 	// Delivered: deliveries the relay made to HandleTimeout; Hops and
 	// DeadLettered: re-publishes to a later tier and dead-letter moves.
 	Published, Delivered, Hops, DeadLettered, Retried float64
-	// Requests to the functions; their CPU and the relay's, in ms.
-	Requests, FunctionCPUms, RelayCPUms float64
+	// Requests to the functions, the time they took (what Cloud Run
+	// bills, as instance time, while one is in flight), the functions' CPU
+	// and the relay's, in ms.
+	Requests, RequestMs, FunctionCPUms, RelayCPUms float64
+	// LogBytes: what the functions logged (Cloud Logging bills by volume).
+	LogBytes float64
 }
 
 // BrokerMessages is every message the broker took for the orders.
@@ -119,7 +124,7 @@ func (w Work) BrokerMessages() float64 { return w.Published + w.Hops + w.DeadLet
 // fields lists w's counts, for the arithmetic below.
 func (w *Work) fields() []*float64 {
 	return []*float64{&w.Reads, &w.Writes, &w.Deletes, &w.Transactions, &w.Retries, &w.Published, &w.Delivered,
-		&w.Hops, &w.DeadLettered, &w.Retried, &w.Requests, &w.FunctionCPUms, &w.RelayCPUms}
+		&w.Hops, &w.DeadLettered, &w.Retried, &w.Requests, &w.RequestMs, &w.FunctionCPUms, &w.RelayCPUms, &w.LogBytes}
 }
 
 func (w Work) combine(v Work, f func(a, b float64) float64) Work {
@@ -164,6 +169,7 @@ func Between(before, after map[string]Sample, relay string) Work {
 		w.Retries += d(mAttempts) - d(mTransactions)
 		w.Published += d(mPublished)
 		w.Requests += d(mRequests)
+		w.RequestMs += d(mRequestTime) * 1000
 		w.FunctionCPUms += d(mCPU) * 1000
 	}
 	return w
@@ -203,8 +209,8 @@ func Table(w io.Writer, rows []Row, perProcess bool) {
 	head := "| path | orders | reads | writes | deletes | transactions | tx retries | broker msgs | deliveries |"
 	rule := "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
 	if perProcess {
-		head += " requests | function CPU-ms | relay CPU-ms |"
-		rule += "--:|--:|--:|"
+		head += " requests | request ms | function CPU-ms | relay CPU-ms | log bytes |"
+		rule += "--:|--:|--:|--:|--:|"
 	}
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, rule)
@@ -213,7 +219,7 @@ func Table(w io.Writer, rows []Row, perProcess bool) {
 		fmt.Fprintf(w, "| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f |", r.Path, r.Orders, p.Reads, p.Writes, p.Deletes,
 			p.Transactions, p.Retries, p.BrokerMessages(), p.Delivered)
 		if perProcess {
-			fmt.Fprintf(w, " %.1f | %.1f | %.2f |", p.Requests, p.FunctionCPUms, p.RelayCPUms)
+			fmt.Fprintf(w, " %.1f | %.0f | %.1f | %.2f | %.0f |", p.Requests, p.RequestMs, p.FunctionCPUms, p.RelayCPUms, p.LogBytes)
 		}
 		fmt.Fprintln(w)
 	}

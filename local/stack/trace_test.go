@@ -59,7 +59,6 @@ func TestOneTraceFromCreateToCancel(t *testing.T) {
 		"DeductStock POST /",
 		"ClearCart POST /",
 		"relay.deliver orders.timeout.due.v1",
-		"Pay GET /",
 		"Pay POST /close",
 		"DeductStock POST /restore",
 	} {

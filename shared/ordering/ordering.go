@@ -90,7 +90,8 @@ type Timers interface {
 
 // Closer ends an UNPAID order (timeout.Decider).
 type Closer interface {
-	Cancel(ctx context.Context, orderID, reason string) (timeout.Outcome, error)
+	// Cancel closes o, read UNPAID, and returns it as stored after.
+	Cancel(ctx context.Context, o domain.Order, reason string) (domain.Order, timeout.Outcome, error)
 }
 
 // Settings are the service's configuration.
@@ -456,13 +457,10 @@ func (s *Service) Cancel(ctx context.Context, userID, id string) (domain.Order, 
 		return domain.Order{}, err
 	}
 	if o.Status == domain.OrderUnpaid {
-		if _, err := s.Closer.Cancel(ctx, id, domain.CancelUserCancelled); err != nil {
+		if o, _, err = s.Closer.Cancel(ctx, o, domain.CancelUserCancelled); err != nil {
 			if errors.Is(err, timeout.ErrRetryLater) {
 				err = fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
 			}
-			return domain.Order{}, err
-		}
-		if o, err = s.Orders.Order(ctx, id); err != nil {
 			return domain.Order{}, err
 		}
 	}

@@ -158,8 +158,9 @@ func (fakeTimers) ScheduleReminder(context.Context, string, time.Time, time.Time
 
 type fakeCloser struct{}
 
-func (fakeCloser) Cancel(context.Context, string, string) (timeout.Outcome, error) {
-	return timeout.Cancelled, nil
+func (fakeCloser) Cancel(_ context.Context, o domain.Order, reason string) (domain.Order, timeout.Outcome, error) {
+	o.Status, o.CancelReason = domain.OrderCancelled, reason
+	return o, timeout.Cancelled, nil
 }
 
 type fakeAllowances struct {

@@ -34,18 +34,9 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 	ev.Source = sourceOf(ctx)
 	err = s.tx(ctx, func(t *firestore.Transaction) error {
 		created = false
-		snap, err := t.Get(s.orderRef(o.ID))
-		if err != nil && !notFound(err) {
-			return err
-		}
-		if snap.Exists() {
-			stored, err = decodeOrder(snap)
-			created = false
-			if err != nil {
-				return err
-			}
-			return errNoChange
-		}
+		// The reservation first: while it is RESERVED no order of its id
+		// can exist (writing one moves it on, in the same transaction), so
+		// the order is read only when it is not — a create that ran before.
 		rsnap, err := t.Get(s.reservationRef(o.ID))
 		if err != nil && !notFound(err) {
 			return err
@@ -57,6 +48,16 @@ func (s *Store) CreateOrder(ctx context.Context, o domain.Order) (stored domain.
 			}
 		}
 		if rd.State != string(domain.Reserved) {
+			snap, err := t.Get(s.orderRef(o.ID))
+			if err != nil && !notFound(err) {
+				return err
+			}
+			if snap.Exists() {
+				if stored, err = decodeOrder(snap); err != nil {
+					return err
+				}
+				return errNoChange
+			}
 			return fmt.Errorf("order %q has no live stock reservation: %w", o.ID, domain.ErrOrderClosed)
 		}
 		// The reservation now belongs to a written order: the sweeper's

@@ -76,11 +76,14 @@ type Decider struct {
 	SagaBudget time.Duration
 }
 
+// now is the decider's clock to the microsecond, as Firestore keeps times,
+// so an order it returns after a change equals the same order read back.
 func (d *Decider) now() time.Time {
+	t := time.Now()
 	if d.Now != nil {
-		return d.Now().UTC()
+		t = d.Now()
 	}
-	return time.Now().UTC()
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // Due decides orderID at the deadline an event carried.
@@ -106,67 +109,53 @@ func (d *Decider) Due(ctx context.Context, orderID string, eventDeadline time.Ti
 		log.Info("timeout re-scheduled", "deadline", o.Deadline, "event_deadline", eventDeadline)
 		return Rescheduled, nil
 	}
-	if out, done, err := d.paidIfSucceeded(ctx, log, orderID); done || err != nil {
-		return out, err
-	}
-	return d.close(ctx, log, o, domain.CancelPaymentTimeout)
+	// No separate payment query first: closing the pay order answers it
+	// in the same transaction (a payment that won makes the order PAID).
+	_, out, err := d.close(ctx, log, o, domain.CancelPaymentTimeout)
+	return out, err
 }
 
-// Cancel gives up an UNPAID order for reason (a shopper's cancel): the same
-// close as at the deadline. A payment that already won makes the order
-// PAID instead (Outcome Paid); an order already decided is NothingToDo.
-func (d *Decider) Cancel(ctx context.Context, orderID, reason string) (Outcome, error) {
-	o, log, ok, err := d.unpaid(ctx, orderID)
-	if !ok || err != nil {
-		return NothingToDo, err
-	}
-	return d.close(ctx, log, o, reason)
-}
-
-// unpaid reads orderID and reports whether it is still UNPAID, with a
-// logger for it.
-func (d *Decider) unpaid(ctx context.Context, orderID string) (domain.Order, *slog.Logger, bool, error) {
-	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
-	o, err := d.Orders.Order(ctx, orderID)
-	if err != nil {
-		return domain.Order{}, log, false, err
-	}
-	return o, log, o.Status == domain.OrderUnpaid, nil
+// Cancel gives up o, an order its caller read UNPAID, for reason (a
+// shopper's cancel): the same close as at the deadline. A payment that
+// already won makes the order PAID instead (Outcome Paid); one decided
+// since the read stays as it is. It returns the order as stored after.
+func (d *Decider) Cancel(ctx context.Context, o domain.Order, reason string) (domain.Order, Outcome, error) {
+	return d.close(ctx, logging.From(ctx).With(logging.KeyOrderID, o.ID), o, reason)
 }
 
 // close closes an UNPAID order's pay order, so no payment can land any
 // more, gives its stock back once, and cancels it with reason. Every step
 // is idempotent, so racing closers (the deadline, the shopper, duplicates)
 // converge: one reason wins, the stock comes back once.
-func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, reason string) (Outcome, error) {
+func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, reason string) (domain.Order, Outcome, error) {
 	p, err := d.Pay.Close(ctx, o.ID)
 	if err != nil {
-		return "", fmt.Errorf("%w: close pay order: %w", ErrRetryLater, err)
+		return o, "", fmt.Errorf("%w: close pay order: %w", ErrRetryLater, err)
 	}
 	if p.Status == domain.PaySuccess {
 		// A payment won the race against the close.
 		return d.markPaid(ctx, log, o.ID)
 	}
 	if _, err := d.Stock.Restore(ctx, o.ID); err != nil {
-		return "", fmt.Errorf("%w: restore stock: %w", ErrRetryLater, err)
+		return o, "", fmt.Errorf("%w: restore stock: %w", ErrRetryLater, err)
 	}
-	_, change, err := d.Orders.UpdateOrder(ctx, o.ID, func(o *domain.Order) domain.Change {
+	stored, change, err := d.Orders.UpdateOrder(ctx, o.ID, func(o *domain.Order) domain.Change {
 		return o.Cancel(d.now(), reason)
 	})
 	if err != nil {
-		return "", err
+		return o, "", err
 	}
 	if change == domain.Refused {
 		// Cannot happen while Pay refuses payments on CLOSED pay orders;
 		// loud if it ever does.
 		log.Error("order was PAID although its pay order is CLOSED")
-		return NothingToDo, nil
+		return stored, NothingToDo, nil
 	}
 	if change == domain.Applied {
 		telemetry.Metrics().Cancelled(ctx, o.Deadline, d.now(), reason)
 	}
 	log.Info("order cancelled", "reason", reason, "change", change.String())
-	return Cancelled, nil
+	return stored, Cancelled, nil
 }
 
 // Remind records the deadline-approaching event of orderID, once per
@@ -186,48 +175,58 @@ func (d *Decider) Remind(ctx context.Context, orderID string, deadline time.Time
 
 // Check marks orderID PAID if its payment succeeded; otherwise it does
 // nothing. Payment announcements and early checks use it.
+// The order is not read first: an announcement comes for an UNPAID order
+// almost always, and marking it PAID reads it in its transaction anyway.
+// Only when Pay has no pay order is the order read: one that does not
+// exist is an error (a malformed event), not nothing to do.
 func (d *Decider) Check(ctx context.Context, orderID string) (Outcome, error) {
-	_, log, ok, err := d.unpaid(ctx, orderID)
-	if !ok || err != nil {
-		return NothingToDo, err
-	}
+	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
 	out, done, err := d.paidIfSucceeded(ctx, log, orderID)
+	if errors.Is(err, errNoPayOrder) {
+		if _, err := d.Orders.Order(ctx, orderID); err != nil {
+			return NothingToDo, err
+		}
+		return NothingToDo, nil
+	}
 	if !done && err == nil {
 		return NothingToDo, nil
 	}
 	return out, err
 }
 
+// errNoPayOrder: Pay has no pay order for the order (no payment started).
+var errNoPayOrder = errors.New("no pay order")
+
 func (d *Decider) paidIfSucceeded(ctx context.Context, log *slog.Logger, orderID string) (Outcome, bool, error) {
 	p, err := d.Pay.Query(ctx, orderID)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
-		return "", false, nil
+		return "", false, errNoPayOrder
 	case err != nil:
 		return "", false, fmt.Errorf("%w: query payment: %w", ErrRetryLater, err)
 	case p.Status == domain.PaySuccess:
-		out, err := d.markPaid(ctx, log, orderID)
+		_, out, err := d.markPaid(ctx, log, orderID)
 		return out, true, err
 	}
 	return "", false, nil
 }
 
-func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string) (Outcome, error) {
-	_, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change {
+func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string) (domain.Order, Outcome, error) {
+	stored, change, err := d.Orders.UpdateOrder(ctx, orderID, func(o *domain.Order) domain.Change {
 		return o.MarkPaid(d.now())
 	})
 	if err != nil {
-		return "", err
+		return stored, "", err
 	}
 	if change == domain.Refused {
 		log.Error("payment SUCCESS on a CANCELLED order")
-		return NothingToDo, nil
+		return stored, NothingToDo, nil
 	}
 	if change == domain.Applied {
 		telemetry.Metrics().OrdersPaid.Add(ctx, 1)
 	}
 	log.Info("order paid", "change", change.String())
-	return Paid, nil
+	return stored, Paid, nil
 }
 
 // orphan handles a timer whose order does not exist: the create is still

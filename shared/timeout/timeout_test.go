@@ -19,11 +19,13 @@ import (
 type fakeOrders struct {
 	mu     sync.Mutex
 	orders map[string]domain.Order
+	reads  int // plain reads (Order), outside UpdateOrder
 }
 
 func (f *fakeOrders) Order(_ context.Context, id string) (domain.Order, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	o, ok := f.orders[id]
 	if !ok {
 		return domain.Order{}, fmt.Errorf("order %s: %w", id, domain.ErrNotFound)
@@ -50,12 +52,14 @@ type fakePay struct {
 	status   domain.PayStatus // "" when Pay has no pay order
 	down     bool
 	closes   int
+	queries  int
 	queryErr error
 }
 
 func (p *fakePay) Query(context.Context, string) (domain.PayOrder, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.queries++
 	if p.down {
 		return domain.PayOrder{}, fmt.Errorf("%w: Pay unreachable", domain.ErrUnavailable)
 	}
@@ -140,6 +144,33 @@ func unpaid(dl time.Time) *domain.Order {
 		Items: []domain.OrderLine{{ItemID: "i", Quantity: 1, PriceCents: 100}}, TotalCents: 100}
 }
 
+// The work each decision asks for, held here since each read and call is
+// billed: at the deadline one read of the order and one close of the pay
+// order (no query before it: the close answers whether a payment won); a
+// shopper's cancel reads nothing more than the order it is given; an
+// announcement one query and no plain read.
+func TestDecisionsAskNoMoreThanTheyNeed(t *testing.T) {
+	dl := now.Add(-time.Second)
+	for _, pay := range []domain.PayStatus{"", domain.PaySuccess} {
+		w := newWorld(unpaid(dl), pay)
+		if _, err := w.d.Due(context.Background(), "o1", dl); err != nil {
+			t.Fatal(err)
+		}
+		if w.orders.reads != 1 || w.pay.queries != 0 || w.pay.closes != 1 {
+			t.Errorf("deadline with pay order %q: %d reads, %d queries, %d closes; want 1, 0, 1", pay, w.orders.reads, w.pay.queries, w.pay.closes)
+		}
+	}
+	w := newWorld(unpaid(now.Add(time.Minute)), "")
+	o, out, err := w.d.Cancel(context.Background(), *unpaid(now.Add(time.Minute)), domain.CancelUserCancelled)
+	if err != nil || out != Cancelled || o.Status != domain.OrderCancelled || w.orders.reads != 0 {
+		t.Errorf("shopper cancel: %q %v, order %s, %d plain reads; want CANCELLED as stored and no read", out, err, o.Status, w.orders.reads)
+	}
+	w = newWorld(unpaid(now.Add(time.Minute)), domain.PaySuccess)
+	if out, err := w.d.Check(context.Background(), "o1"); out != Paid || err != nil || w.orders.reads != 0 || w.pay.queries != 1 {
+		t.Errorf("announcement: %q %v, %d plain reads, %d queries; want PAID, 0, 1", out, err, w.orders.reads, w.pay.queries)
+	}
+}
+
 // Every branch of the decision at the deadline, in milliseconds.
 func TestDue(t *testing.T) {
 	paid := unpaid(deadline)
@@ -217,7 +248,7 @@ func TestCancelRaces(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					if i%2 == 0 {
-						_, _ = w.d.Cancel(context.Background(), "o1", domain.CancelUserCancelled)
+						_, _, _ = w.d.Cancel(context.Background(), *unpaid(deadline), domain.CancelUserCancelled)
 					} else {
 						_, _ = w.d.Due(context.Background(), "o1", deadline)
 					}
@@ -250,7 +281,7 @@ func TestRemind(t *testing.T) {
 	}
 	later := unpaid(dl.Add(time.Hour))
 	w2 := newWorld(later, "")
-	if _, err := w2.d.Cancel(context.Background(), "o1", domain.CancelUserCancelled); err != nil {
+	if _, _, err := w2.d.Cancel(context.Background(), *later, domain.CancelUserCancelled); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := w2.d.Remind(context.Background(), "o1", later.Deadline); out != NothingToDo || err != nil {

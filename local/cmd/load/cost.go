@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -50,8 +51,9 @@ func (m meters) scrape(withSweep bool) (map[string]cost.Sample, error) {
 // path's first create and one after its last decision (and its timer's
 // delivery) settled. The functions' idle CPU, measured first over a quiet
 // spell, is taken off.
-func costPaths(ctx context.Context, e *runenv.Env, st *store.Store, run string, n int, timeout time.Duration) error {
+func costPaths(ctx context.Context, e *runenv.Env, envFile string, st *store.Store, run string, n int, timeout time.Duration) error {
 	m := meters{e: e, client: &http.Client{Timeout: 10 * time.Second}}
+	logs := filepath.Join(filepath.Dir(envFile), "logs")
 	item, scarce := run+"-cost", run+"-scarce"
 	d := seed.Data{Items: []seed.Item{{ItemID: item, Name: item, PriceCents: 500, Stock: 1_000_000}, {ItemID: scarce, Name: scarce, PriceCents: 500, Stock: 1}}}
 	users := func(path, i int) string { return fmt.Sprintf("%s-cost%d-u%04d", run, path, i) }
@@ -87,6 +89,7 @@ func costPaths(ctx context.Context, e *runenv.Env, st *store.Store, run string, 
 		if err != nil {
 			return err
 		}
+		logsBefore := logBytes(logs)
 		start := time.Now()
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
@@ -119,6 +122,7 @@ func costPaths(ctx context.Context, e *runenv.Env, st *store.Store, run string, 
 		if err != nil {
 			return err
 		}
+		w.LogBytes = float64(logBytes(logs) - logsBefore)
 		span := time.Since(start).Seconds()
 		w.FunctionCPUms = max(0, w.FunctionCPUms-idleFn*span)
 		w.RelayCPUms = max(0, w.RelayCPUms-idleRelay*span)
@@ -176,4 +180,16 @@ func sweepCost(before, after map[string]cost.Sample) {
 	}
 	w := cost.Between(map[string]cost.Sample{"Sweep": b}, map[string]cost.Sample{"Sweep": a}, runenv.Relay).Per(int(runs))
 	fmt.Printf("sweeper            %.0f runs; per run %.1f reads, %.1f writes, %.1f deletes (a fixed cost per run, not per order)\n", runs, w.Reads, w.Writes, w.Deletes)
+}
+
+// logBytes is the size of the functions' logs under dir (make run writes
+// one file per function).
+func logBytes(dir string) int64 {
+	var n int64
+	for _, name := range []string{"CreateOrder", "DeductStock", "ClearCart", "Pay", "HandleTimeout"} {
+		if fi, err := os.Stat(filepath.Join(dir, name+".log")); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }

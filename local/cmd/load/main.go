@@ -398,7 +398,7 @@ func run(o options) error {
 		return evErr
 	}
 	if o.costOrders > 0 && !o.chaos {
-		return costPaths(ctx, e, st, run, o.costOrders, o.timeout)
+		return costPaths(ctx, e, o.env, st, run, o.costOrders, o.timeout)
 	}
 	return nil
 }
