@@ -40,8 +40,12 @@ resource "google_cloud_run_v2_service" "relay" {
 
   lifecycle {
     precondition {
-      condition     = var.broker_mode == "ladder" || var.amqp_url != ""
+      condition     = var.broker_mode != "plugin" || var.amqp_url != ""
       error_message = "broker_mode = \"plugin\" needs amqp_url: the Compute Engine broker this module runs has no rabbitmq_delayed_message_exchange."
+    }
+    precondition {
+      condition     = var.broker_mode != "native" || var.amqp_url != "" || can(regex("^rabbitmq:(4\\.([4-9]|[1-9][0-9])|[5-9])", var.rabbitmq_image))
+      error_message = "broker_mode = \"native\" needs RabbitMQ 4.4 or later: set rabbitmq_image to a 4.4 tag (or amqp_url to such a broker)."
     }
   }
 

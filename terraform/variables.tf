@@ -79,12 +79,12 @@ variable "order_retention" {
 }
 
 variable "broker_mode" {
-  description = "How timers wait: \"ladder\" (TTL tier queues, no plugin, quorum queues that survive a node) or \"plugin\" (an x-delayed-message exchange; only with amqp_url naming a broker that has rabbitmq_delayed_message_exchange enabled, which the Compute Engine broker here does not)."
+  description = "How timers wait: \"ladder\" (TTL tier queues, no plugin, quorum queues that survive a node; any RabbitMQ line), \"native\" (the due quorum queue holds each message until its x-opt-delivery-time; RabbitMQ 4.4 or later only: set rabbitmq_image to a 4.4 tag; the relay and functions refuse an older broker) or \"plugin\" (an x-delayed-message exchange; only with amqp_url naming a broker that has rabbitmq_delayed_message_exchange enabled, which the Compute Engine broker here does not, and never on RabbitMQ 4.3+)."
   type        = string
   default     = "ladder"
   validation {
-    condition     = contains(["ladder", "plugin"], var.broker_mode)
-    error_message = "broker_mode must be ladder or plugin."
+    condition     = contains(["ladder", "native", "plugin"], var.broker_mode)
+    error_message = "broker_mode must be ladder, native or plugin."
   }
 }
 

@@ -45,7 +45,34 @@ func (t Topology) Envelope(m Message, now time.Time) (ex, key string, mandatory 
 		p.Headers["x-delay"] = int64(min(m.DueAt.Sub(now), MaxPluginDelay) / time.Millisecond)
 		return ex, key, false, p
 	}
+	if t.Mode == ModeNative && m.DueAt.After(now) {
+		p.Headers[NativeHeader] = now.Add(min(m.DueAt.Sub(now), MaxNativeDelay)).UnixMilli()
+	}
 	return ex, key, true, p
+}
+
+// CheckServer refuses a broker that cannot run t's mode: native mode needs
+// RabbitMQ 4.4 or later (an older quorum queue delivers at once, and the
+// relay would park the message again and again).
+func (t Topology) CheckServer(conn *amqp.Connection) error {
+	if t.Mode != ModeNative {
+		return nil
+	}
+	v, _ := conn.Properties["version"].(string)
+	if !AtLeast(v, 4, 4) {
+		return fmt.Errorf("BROKER_MODE=native needs RabbitMQ 4.4 or later (quorum queues that hold a message until its %s); this broker is %q: use BROKER_MODE=ladder", NativeHeader, v)
+	}
+	return nil
+}
+
+// AtLeast reports whether version ("4.4.0", "4.4.0-dev", "3.10.8") is at
+// least major.minor.
+func AtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(version, "%d.%d", &ma, &mi); n != 2 {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 // PublishRetryAsync publishes m on ch to the retry queue, whose consumer
@@ -164,6 +191,9 @@ func (p *Publisher) connect(d *dialing) {
 	raw, err := conn.Channel()
 	if err == nil {
 		ch, err = NewChannel(raw)
+	}
+	if err == nil {
+		err = p.Topology.CheckServer(conn)
 	}
 	if err == nil {
 		err = p.Topology.Declare(raw)

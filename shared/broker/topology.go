@@ -13,6 +13,11 @@
 // Optional "plugin" mode publishes to an x-delayed-message exchange with an
 // x-delay header; the relay re-delays anything that arrives early (the
 // plugin's own limit is about 49 days per hop).
+//
+// "native" mode (RabbitMQ 4.4 and later) publishes straight to the due
+// queue, a quorum queue, with the message's due time in the
+// x-opt-delivery-time header: the queue keeps the message back until then.
+// No tiers, no hops; the relay consumes the due queue as in the others.
 package broker
 
 import (
@@ -27,7 +32,19 @@ import (
 const (
 	ModeLadder = "ladder"
 	ModePlugin = "plugin"
+	ModeNative = "native"
 )
+
+// NativeHeader carries a native-mode message's delivery time: int64
+// milliseconds since the Unix epoch (other types are delivered at once).
+const NativeHeader = "x-opt-delivery-time"
+
+// MaxNativeDelay bounds how far ahead one native delivery time is set: a
+// later due time is parked this long and parked again by the relay when it
+// arrives early. The bound keeps a wrong clock or unit from reaching the
+// queue (a far-future value crashed a 4.4 development build's queue for
+// good, docs/operating.md); every payment deadline is far within it.
+const MaxNativeDelay = 30 * 24 * time.Hour
 
 // TierBase is the ladder's unit: tier k waits TierBase << k (the tiers in
 // use start at firstTier).
@@ -154,6 +171,8 @@ func (t Topology) Declare(ch *amqp.Channel) error {
 		return fmt.Errorf("bind %s: %w", t.DueQueue(), err)
 	}
 	switch t.Mode {
+	case ModeNative:
+		return nil // the due queue parks messages itself
 	case ModePlugin:
 		if err := ch.ExchangeDeclare(t.PluginExchange(), "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "fanout"}); err != nil {
 			return fmt.Errorf("declare x-delayed-message exchange %s (is rabbitmq_delayed_message_exchange enabled?): %w", t.PluginExchange(), err)
@@ -212,6 +231,9 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 			return t.HopExchange(), ""
 		}
 		return t.PluginExchange(), ""
+	}
+	if t.Mode == ModeNative {
+		return t.HopExchange(), ""
 	}
 	if remaining < HoldMax {
 		return t.HopExchange(), ""

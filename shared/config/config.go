@@ -273,8 +273,8 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, c.LogLevel))
 	}
-	if c.BrokerMode != "ladder" && c.BrokerMode != "plugin" {
-		errs = append(errs, fmt.Errorf("%s=%q: want ladder or plugin", EnvBrokerMode, c.BrokerMode))
+	if c.BrokerMode != "ladder" && c.BrokerMode != "plugin" && c.BrokerMode != "native" {
+		errs = append(errs, fmt.Errorf("%s=%q: want ladder, plugin or native (RabbitMQ 4.4+)", EnvBrokerMode, c.BrokerMode))
 	}
 	if c.TimeoutMin <= 0 || c.TimeoutMin > c.TimeoutMax || c.TimeoutDefault < c.TimeoutMin || c.TimeoutDefault > c.TimeoutMax {
 		errs = append(errs, fmt.Errorf("payment timeouts: want 0 < %s <= %s <= %s", EnvTimeoutMin, EnvTimeoutDefault, EnvTimeoutMax))

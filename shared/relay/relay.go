@@ -407,6 +407,9 @@ func (r *Relay) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := r.opt.Topology.CheckServer(conn); err != nil {
+		return err
+	}
 	if err := r.opt.Topology.Declare(raw); err != nil {
 		return err
 	}

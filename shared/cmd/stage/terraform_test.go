@@ -282,8 +282,8 @@ func TestTerraformMatchesCode(t *testing.T) {
 		t.Errorf("BROKER_MODE is %s on the functions and %s on the relay, want var.broker_mode on both", fnMode, relayMode)
 	}
 	modes := x.variableValidation("broker_mode")
-	if !strings.Contains(modes, `["`+broker.ModeLadder+`", "`+broker.ModePlugin+`"]`) {
-		t.Errorf("broker_mode's validation %s does not list the modes %q and %q", modes, broker.ModeLadder, broker.ModePlugin)
+	if !strings.Contains(modes, `["`+broker.ModeLadder+`", "`+broker.ModeNative+`", "`+broker.ModePlugin+`"]`) {
+		t.Errorf("broker_mode's validation %s does not list the modes %q, %q and %q", modes, broker.ModeLadder, broker.ModeNative, broker.ModePlugin)
 	}
 
 	// Indexes: one per query shape, and no other.
