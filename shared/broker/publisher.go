@@ -272,11 +272,11 @@ func (p *Publisher) publishOnce(ctx context.Context, m Message) (broken bool, er
 			return false, err
 		}
 		// A closed channel (and with it, maybe, the connection) is really
-		// broken. A nacked publish is treated alike: after a node loss
-		// RabbitMQ 3.10 kept nacking a channel's publishes to quorum queues
-		// whose leader had moved, for minutes, while a new channel's were
-		// confirmed. Either way the next attempt dials again; publishes in
-		// flight on this channel fail as broken and are tried again too.
+		// broken. A nacked publish is treated alike: after a node loss a
+		// channel can keep being nacked while a new one is confirmed
+		// (docs/design.md, "Timers: the delay ladder"). Either way the next
+		// attempt dials again; publishes in flight on this channel fail as
+		// broken and are tried again too.
 		// A publish that failed only because its caller gave up (ctx
 		// ended) leaves the channel alone: closing it would fail every
 		// other caller's confirm in flight.

@@ -52,14 +52,10 @@ const TierBase = 250 * time.Millisecond
 
 // HoldMax: a message due within this goes to the due queue, and the relay
 // waits the rest in memory (unacked, bounded by its prefetch) instead of
-// sending it through the short tiers. Every tier hop costs the broker a
-// dead-lettering (about 90 µs of CPU, one message at a time per queue),
-// which is what made a burst of timers due together late. And a message
-// the relay hops re-enters the due queue behind the ones that came before
-// it: when more are due together than the prefetch holds, it waits there
-// behind messages due after it. With a 2 s hold, a message that arrived 2–4 s
-// early took one more hop, and 10,000 timers due within a second had a
-// p99 of 0.5–0.65 s; with 4 s, 3–51 ms. It is the shortest tier plus its
+// sending it through the short tiers: every hop costs the broker a
+// dead-lettering, one message at a time per queue, and re-enters the due
+// queue behind messages due later, which made bursts late (docs/design.md,
+// "Why the relay holds the last 4.5 s"). It is the shortest tier plus its
 // slack (4 s + 0.5 s): anything due later fits a tier.
 const HoldMax = 4500 * time.Millisecond
 
@@ -247,12 +243,10 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 
 // tierSlack is how long before its due time a message must come out of a
 // tier of the given TTL: an eighth of the TTL. A tier dead-letters its
-// expired messages one at a time (about 8,000 a second here), so timers
-// published together leave it in a queue; without slack the last of a
-// queue of 60,000 that were due right as the tier expired came out 6–7 s
-// late (the BenchmarkLadderVsPlugin run with RELAY_BENCH_VS_AHEAD=40s). An
-// eighth absorbs such a wait, in proportion to how many a tier can gather,
-// for about half a hop more per timer on average.
+// expired messages one at a time, so timers published together leave it
+// in a queue; the slack absorbs that wait in proportion to how many a tier
+// can gather, for about half a hop more per timer on average
+// (docs/design.md has the run that showed it).
 func tierSlack(ttl time.Duration) time.Duration { return ttl / 8 }
 
 // MaxPluginDelay is the longest x-delay the plugin accepts in one hop.

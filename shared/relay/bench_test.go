@@ -223,8 +223,12 @@ func (p *relayProc) stop() {
 func (p *relayProc) cpu() time.Duration { return procCPU(p.cmd.Process.Pid) }
 
 // brokerPID is the local RabbitMQ node's (beam.smp) pid, or 0 when it is
-// not a local process.
+// not a local process: RELAY_BENCH_BROKER_PID, else the oldest beam.smp
+// (the machine's own node).
 func brokerPID() int {
+	if pid, err := strconv.Atoi(os.Getenv("RELAY_BENCH_BROKER_PID")); err == nil && pid > 0 {
+		return pid
+	}
 	out, err := exec.Command("pgrep", "-o", "beam.smp").Output()
 	if err != nil {
 		return 0
@@ -525,9 +529,11 @@ func BenchmarkRelayRSSWithPendingTimers(b *testing.B) {
 	}
 }
 
-// BenchmarkLadderVsPlugin runs the same timers in ladder mode and in plugin
+// BenchmarkLadderVsPlugin runs the same timers in ladder mode, in plugin
 // mode (the plugin sub-benchmark skips on a broker without
-// rabbitmq_delayed_message_exchange): 100,000 timers (RELAY_BENCH_VS_PENDING
+// rabbitmq_delayed_message_exchange) and in native mode (skips below
+// RabbitMQ 4.4; AMQP_URL=<a 4.4 node> RELAY_BENCH_BROKER_PID=<its pid>
+// measures ladder and native side by side): 100,000 timers (RELAY_BENCH_VS_PENDING
 // overrides) published to come due over one minute, three minutes later
 // (RELAY_BENCH_VS_AHEAD overrides); then, with those pending, 10,000 timers
 // due within one second, published 6 s ahead; then the pending ones as they
@@ -546,10 +552,13 @@ func BenchmarkLadderVsPlugin(b *testing.B) {
 		ahead = v
 	}
 	const burst = 10_000
-	for _, mode := range []string{broker.ModeLadder, broker.ModePlugin} {
+	for _, mode := range []string{broker.ModeLadder, broker.ModePlugin, broker.ModeNative} {
 		b.Run(mode, func(b *testing.B) {
-			if mode == broker.ModePlugin {
+			switch mode {
+			case broker.ModePlugin:
 				skipWithoutPlugin(b, testenv.AMQPURL(b))
+			case broker.ModeNative:
+				skipBefore44(b, testenv.AMQPURL(b))
 			}
 			for range b.N {
 				e := newBenchEnvMode(b, mode)
@@ -563,6 +572,7 @@ func BenchmarkLadderVsPlugin(b *testing.B) {
 				b.ReportMetric(float64(pending)/took.Seconds(), "pending-confirmed/s")
 				b.ReportMetric(float64((brokerCPU()-cpu0).Microseconds())/float64(pending), "broker-cpu-µs/pending")
 				b.ReportMetric(rss1-rss0, "broker-RSS-growth-MB")
+				b.ReportMetric((rss1-rss0)*1e6/float64(pending), "broker-RSS-bytes/pending")
 
 				base := time.Now().Add(6 * time.Second)
 				e.preload(burst, func(i int) time.Time { return base.Add(time.Duration(i) * time.Second / burst) })
@@ -592,4 +602,16 @@ func reportLateness(b *testing.B, s *benchSink, prefix string) {
 	b.ReportMetric(ms(l[len(l)*99/100]), prefix+"p99-ms")
 	b.ReportMetric(ms(l[len(l)-1]), prefix+"max-ms")
 	b.ReportMetric(ms(l[0]), prefix+"min-ms")
+}
+
+// skipBefore44 skips a native-mode benchmark on a broker older than 4.4.
+func skipBefore44(b *testing.B, url string) {
+	c, err := amqp.Dial(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if v, _ := c.Properties["version"].(string); !broker.AtLeast(v, 4, 4) {
+		b.Skipf("native mode needs RabbitMQ 4.4+; the broker is %q", v)
+	}
 }
