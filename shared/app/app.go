@@ -45,6 +45,8 @@ type Env struct {
 	Internal  auth.Internal
 	Signer    auth.Signer
 	Publisher *broker.Publisher
+	// Metrics are the order metrics every service records.
+	Metrics *telemetry.Instruments
 	// Events delivers order events (nil when EVENTS_TOPIC is none or no
 	// store is configured).
 	Events *orderevents.Dispatcher
@@ -67,13 +69,14 @@ func (e *Env) Client(base string) *clients.Client {
 // Decider is the timeout decision: HandleTimeout, the sweeper and the
 // shopper's cancel decide through it.
 func (e *Env) Decider() *timeout.Decider {
-	return &timeout.Decider{Orders: e.Store, Pay: e.Pay, Stock: e.Stock, Timers: e.Timers, SagaBudget: e.Cfg.SweepSagaBudget}
+	return &timeout.Decider{Metrics: e.Metrics, Orders: e.Store, Pay: e.Pay, Stock: e.Stock, Timers: e.Timers, SagaBudget: e.Cfg.SweepSagaBudget}
 }
 
 // Ordering is the shopper's order service.
 func (e *Env) Ordering() *ordering.Service {
 	svc := &ordering.Service{
-		Orders: e.Store, Keys: e.Store, Stock: e.Stock, Cart: e.Cart, Timers: e.Timers, Closer: e.Decider(),
+		Metrics: e.Metrics,
+		Orders:  e.Store, Keys: e.Store, Stock: e.Stock, Cart: e.Cart, Timers: e.Timers, Closer: e.Decider(),
 		Settings: ordering.Settings{
 			TimeoutDefault: e.Cfg.TimeoutDefault, TimeoutMin: e.Cfg.TimeoutMin, TimeoutMax: e.Cfg.TimeoutMax,
 			CheckLadder: e.Cfg.CheckLadder, SagaBudget: e.Cfg.SweepSagaBudget, CallTimeout: e.Cfg.CallTimeout,
@@ -88,7 +91,7 @@ func (e *Env) Ordering() *ordering.Service {
 
 // Sweeper is the safety net with production's page sizes.
 func (e *Env) Sweeper() *sweeper.Sweeper {
-	sw := &sweeper.Sweeper{Find: e.Store, Decider: e.Decider(), Grace: e.Cfg.SweepGrace, SagaBudget: e.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
+	sw := &sweeper.Sweeper{Metrics: e.Metrics, Find: e.Store, Decider: e.Decider(), Grace: e.Cfg.SweepGrace, SagaBudget: e.Cfg.SweepSagaBudget, PageSize: 100, MaxPages: 10}
 	if e.Events != nil {
 		sw.Events = e.Events
 	}
@@ -209,7 +212,7 @@ func installTelemetryWith(setup func() (func(context.Context) error, error)) (fu
 // Build builds the environment of cfg: the store (when a project is set),
 // the publisher (when an AMQP URL is), the credentials, the peers.
 func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*Env, error) {
-	e := &Env{Cfg: cfg, Log: log}
+	e := &Env{Cfg: cfg, Log: log, Metrics: telemetry.NewInstruments()}
 	e.Users, e.Internal, e.Signer = auth.FromConfig(cfg)
 	if cfg.Project != "" {
 		var err error
@@ -222,7 +225,7 @@ func Build(ctx context.Context, cfg config.Config, log *slog.Logger) (*Env, erro
 			if err != nil {
 				return nil, err
 			}
-			e.Events = &orderevents.Dispatcher{Publisher: pub, Outbox: e.Store}
+			e.Events = &orderevents.Dispatcher{Publisher: pub, Outbox: e.Store, Metrics: e.Metrics}
 			e.Store.SetEventSink(e.Events)
 		}
 	}

@@ -16,8 +16,6 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 
 	"github.com/ordertimeout/ordertimeout/shared/clients"
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -121,6 +119,8 @@ type Dispatcher struct {
 	}
 	Outbox Outbox
 	Log    *slog.Logger
+	// Metrics records what was published (nil: nowhere).
+	Metrics *telemetry.Instruments
 	// Timeout bounds one delivery after a commit (default 5 s); what does
 	// not make it stays for Redeliver.
 	Timeout time.Duration
@@ -144,9 +144,8 @@ func (d *Dispatcher) Deliver(ctx context.Context, evs []domain.Event) {
 
 func (d *Dispatcher) publish(ctx context.Context, evs []domain.Event, path string) int {
 	ok, err := d.Publisher.Publish(ctx, evs)
-	m := telemetry.Metrics()
 	if len(ok) > 0 {
-		m.EventsPublished.Add(ctx, int64(len(ok)), metric.WithAttributes(attribute.String("path", path)))
+		d.Metrics.EventsOut(ctx, path, len(ok))
 		if derr := d.Outbox.EventsDelivered(ctx, ok); derr != nil {
 			// Published but still in the outbox: a later sweep sends a
 			// duplicate with the same id, which subscribers drop.
@@ -188,7 +187,7 @@ func (d *Dispatcher) Redeliver(ctx context.Context, after time.Duration, limit i
 		r.Oldest = max(r.Oldest, now.Sub(p.RecordedAt))
 	}
 	if len(evs) > 0 {
-		telemetry.Metrics().EventsOutboxAge.Record(ctx, r.Oldest.Seconds())
+		d.Metrics.OutboxWaited(ctx, r.Oldest)
 		r.Delivered = d.publish(ctx, evs, "sweeper")
 		r.Failed = len(evs) - r.Delivered
 	}

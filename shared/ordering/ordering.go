@@ -37,7 +37,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordertimeout/ordertimeout/shared/domain"
@@ -112,12 +111,14 @@ type Settings struct {
 
 // Service runs the operations.
 type Service struct {
-	Orders Orders
-	Keys   Keys
-	Stock  Stock
-	Cart   Cart
-	Timers Timers
-	Closer Closer
+	// Metrics records created and refused orders (nil: nowhere).
+	Metrics *telemetry.Instruments
+	Orders  Orders
+	Keys    Keys
+	Stock   Stock
+	Cart    Cart
+	Timers  Timers
+	Closer  Closer
 	// Allowances enforces the shopper limits (nil: none).
 	Allowances Allowances
 	Settings   Settings
@@ -242,7 +243,7 @@ func (s *Service) saga(ctx context.Context, uid, orderID string, wants []domain.
 	if err := s.Cart.Clear(ctx, uid, itemIDs); err != nil {
 		log.Error("cart not cleared after order; repair by clearing these items", "cart_clear_failed", true, "item_ids", itemIDs, "error", err.Error())
 	}
-	telemetry.Metrics().OrdersCreated.Add(ctx, 1)
+	s.Metrics.Created(ctx)
 	log.Info("order created", "deadline", o.Deadline, "total_cents", o.TotalCents)
 	return o, nil
 }
@@ -266,7 +267,7 @@ func (s *Service) claimAllowance(ctx context.Context, uid, orderID string, wants
 		code string
 	}{{domain.ErrPurchaseLimit, "PURCHASE_LIMIT"}, {domain.ErrTooManyUnpaid, "TOO_MANY_UNPAID_ORDERS"}} {
 		if errors.Is(err, reason.err) {
-			telemetry.Metrics().OrdersRefused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason.code)))
+			s.Metrics.Refused(ctx, reason.code)
 			logging.From(ctx).Info("create refused by a shopper limit", logging.KeyOrderID, orderID, "user_id", uid, "reason", reason.code)
 		}
 	}

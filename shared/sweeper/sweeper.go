@@ -13,9 +13,6 @@ import (
 	"log/slog"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-
 	"github.com/ordertimeout/ordertimeout/shared/domain"
 	"github.com/ordertimeout/ordertimeout/shared/logging"
 	"github.com/ordertimeout/ordertimeout/shared/orderevents"
@@ -40,6 +37,8 @@ const EventsAfter = 10 * time.Second
 
 // Sweeper finds and decides what the timers missed.
 type Sweeper struct {
+	// Metrics records what a sweep had to decide (nil: nowhere).
+	Metrics    *telemetry.Instruments
 	Find       Finder
 	Decider    *timeout.Decider
 	Events     Events        // nil: order events are off
@@ -96,7 +95,7 @@ func (s *Sweeper) Run(ctx context.Context) (Report, error) {
 				return err
 			}
 			*count += len(found)
-			telemetry.Metrics().SweeperFinds.Add(ctx, int64(len(found)), metric.WithAttributes(attribute.String("kind", kind)))
+			s.Metrics.SweeperFound(ctx, kind, len(found))
 			progress := false
 			for _, f := range found {
 				log.Warn(msg, logging.KeyOrderID, f.orderID, "at", f.at)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,9 +16,9 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
-// Instruments are the order metrics. They come from the global meter
-// provider (Cloud Monitoring in production, see Setup); before Setup, and
-// with the none/stdout exporters, they record nowhere.
+// Instruments are the order metrics, made by NewInstruments for each
+// environment (app.Build) and handed to the services that record them. A
+// nil *Instruments records nothing (the services' fast tests).
 type Instruments struct {
 	OrdersCreated   metric.Int64Counter
 	OrdersPaid      metric.Int64Counter
@@ -40,16 +39,13 @@ type Instruments struct {
 	EventsOutboxAge metric.Float64Histogram
 }
 
-var (
-	instOnce sync.Once
-	inst     *Instruments
-)
-
-// Metrics returns the process's instruments.
-func Metrics() *Instruments {
-	instOnce.Do(func() {
-		m := otel.Meter(Name)
-		inst = &Instruments{}
+// NewInstruments makes the instruments on the global meter provider (Cloud
+// Monitoring in production, see Setup; Prometheus text locally). Before
+// Setup, and with the none/stdout exporters, they record nowhere.
+func NewInstruments() *Instruments {
+	m := otel.Meter(Name)
+	inst := &Instruments{}
+	{
 		inst.OrdersCreated, _ = m.Int64Counter("orders.created", metric.WithDescription("Orders created (UNPAID, stock reserved, timer confirmed)."))
 		inst.OrdersPaid, _ = m.Int64Counter("orders.paid", metric.WithDescription("Orders that became PAID."))
 		inst.OrdersCancelled, _ = m.Int64Counter("orders.cancelled", metric.WithDescription("Orders that became CANCELLED."))
@@ -62,13 +58,58 @@ func Metrics() *Instruments {
 			metric.WithDescription("Seconds the oldest undelivered order event a sweep found had waited in the outbox."),
 			metric.WithExplicitBucketBoundaries(1, 5, 10, 30, 60, 120, 300, 900, 3600))
 		inst.SweeperFinds, _ = m.Int64Counter("sweeper.finds", metric.WithDescription("Orders or reservations the sweeper decided; non-zero means a timer was lost or late."))
-	})
+	}
 	return inst
+}
+
+// Created records an order created.
+func (i *Instruments) Created(ctx context.Context) {
+	if i != nil {
+		i.OrdersCreated.Add(ctx, 1)
+	}
+}
+
+// Paid records an order that became PAID.
+func (i *Instruments) Paid(ctx context.Context) {
+	if i != nil {
+		i.OrdersPaid.Add(ctx, 1)
+	}
+}
+
+// Refused records a create refused by a shopper limit.
+func (i *Instruments) Refused(ctx context.Context, reason string) {
+	if i != nil {
+		i.OrdersRefused.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+}
+
+// SweeperFound records n orders or reservations of kind a sweep decided.
+func (i *Instruments) SweeperFound(ctx context.Context, kind string, n int) {
+	if i != nil {
+		i.SweeperFinds.Add(ctx, int64(n), metric.WithAttributes(attribute.String("kind", kind)))
+	}
+}
+
+// EventsOut records n order events published by path.
+func (i *Instruments) EventsOut(ctx context.Context, path string, n int) {
+	if i != nil {
+		i.EventsPublished.Add(ctx, int64(n), metric.WithAttributes(attribute.String("path", path)))
+	}
+}
+
+// OutboxWaited records how long the oldest waiting order event had waited.
+func (i *Instruments) OutboxWaited(ctx context.Context, d time.Duration) {
+	if i != nil {
+		i.EventsOutboxAge.Record(ctx, d.Seconds())
+	}
 }
 
 // Cancelled records a cancellation and, for one at the payment deadline,
 // its lateness.
 func (i *Instruments) Cancelled(ctx context.Context, deadline, at time.Time, reason string) {
+	if i == nil {
+		return
+	}
 	i.OrdersCancelled.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	if reason == "PAYMENT_TIMEOUT" {
 		i.TimeoutLateness.Record(ctx, at.Sub(deadline).Seconds())

@@ -66,11 +66,13 @@ var ErrRetryLater = errors.New("retry later")
 
 // Decider applies the rules.
 type Decider struct {
-	Orders Orders
-	Pay    Payments
-	Stock  Stock
-	Timers Timers
-	Now    func() time.Time
+	// Metrics records paid and cancelled orders (nil: nowhere).
+	Metrics *telemetry.Instruments
+	Orders  Orders
+	Pay     Payments
+	Stock   Stock
+	Timers  Timers
+	Now     func() time.Time
 	// SagaBudget is how long a create may take; an order missing that long
 	// after its deadline will never appear.
 	SagaBudget time.Duration
@@ -152,7 +154,7 @@ func (d *Decider) close(ctx context.Context, log *slog.Logger, o domain.Order, r
 		return stored, NothingToDo, nil
 	}
 	if change == domain.Applied {
-		telemetry.Metrics().Cancelled(ctx, o.Deadline, d.now(), reason)
+		d.Metrics.Cancelled(ctx, o.Deadline, d.now(), reason)
 	}
 	log.Info("order cancelled", "reason", reason, "change", change.String())
 	return stored, Cancelled, nil
@@ -223,7 +225,7 @@ func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string
 		return stored, NothingToDo, nil
 	}
 	if change == domain.Applied {
-		telemetry.Metrics().OrdersPaid.Add(ctx, 1)
+		d.Metrics.Paid(ctx)
 	}
 	log.Info("order paid", "change", change.String())
 	return stored, Paid, nil
