@@ -273,8 +273,8 @@ func LoadFrom(lookup Lookup, need ...string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, c.LogLevel))
 	}
-	if c.BrokerMode != "ladder" && c.BrokerMode != "plugin" && c.BrokerMode != "native" {
-		errs = append(errs, fmt.Errorf("%s=%q: want ladder, plugin or native (RabbitMQ 4.4+)", EnvBrokerMode, c.BrokerMode))
+	if err := checkBrokerMode(c.BrokerMode); err != nil {
+		errs = append(errs, err)
 	}
 	if c.TimeoutMin <= 0 || c.TimeoutMin > c.TimeoutMax || c.TimeoutDefault < c.TimeoutMin || c.TimeoutDefault > c.TimeoutMax {
 		errs = append(errs, fmt.Errorf("payment timeouts: want 0 < %s <= %s <= %s", EnvTimeoutMin, EnvTimeoutDefault, EnvTimeoutMax))
@@ -380,10 +380,20 @@ func LoadRelay(lookup Lookup) (Relay, error) {
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", EnvInternalMode, r.InternalMode, InternalSecret, InternalGoogle))
 	}
-	if r.BrokerMode != "ladder" && r.BrokerMode != "plugin" {
-		errs = append(errs, fmt.Errorf("%s=%q: want ladder or plugin", EnvBrokerMode, r.BrokerMode))
+	if err := checkBrokerMode(r.BrokerMode); err != nil {
+		errs = append(errs, err)
 	}
 	return r, errors.Join(errs...)
 }
 
 func validExporter(s string) bool { return s == "none" || s == "stdout" || s == "gcp" }
+
+// checkBrokerMode accepts the broker modes the functions and the relay
+// share (broker.ModeLadder, ModeNative, ModePlugin).
+func checkBrokerMode(mode string) error {
+	switch mode {
+	case "ladder", "native", "plugin":
+		return nil
+	}
+	return fmt.Errorf("%s=%q: want ladder, native (RabbitMQ 4.4+) or plugin", EnvBrokerMode, mode)
+}

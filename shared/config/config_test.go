@@ -106,3 +106,16 @@ func TestLoadRelay(t *testing.T) {
 		t.Fatalf("a malformed broker in the list: %v", err)
 	}
 }
+
+// The functions and the relay accept the same broker modes.
+func TestBrokerModesAgree(t *testing.T) {
+	for mode, ok := range map[string]bool{"ladder": true, "native": true, "plugin": true, "x": false} {
+		t.Setenv(EnvBrokerMode, mode)
+		_, errFn := Load()
+		lookup, _ := recorder(map[string]string{EnvAMQPURL: "amqp://x", EnvRelayTarget: "http://t", EnvInternalSecret: strings.Repeat("i", 16), EnvBrokerMode: mode})
+		_, errRelay := LoadRelay(lookup)
+		if (errFn == nil) != ok || (errRelay == nil) != ok {
+			t.Errorf("BROKER_MODE=%q: functions %v, relay %v; want accepted %v", mode, errFn, errRelay, ok)
+		}
+	}
+}
