@@ -160,7 +160,8 @@ func (h *Handler) parse(e cloudevents.Event) (string, func(context.Context) (tim
 		return "", nil, domain.Invalidf("unknown event type %q", e.Type())
 	}
 	if err != nil {
-		return "", nil, domain.Invalidf("malformed %s data: %s", e.Type(), invalidMsg(err))
+		_, body := httpx.Body(err) // an invalid datum's own message, never an internal one
+		return "", nil, domain.Invalidf("malformed %s data: %s", e.Type(), body.Error.Message)
 	}
 	switch e.Type() {
 	case events.TypeTimeoutDue:
@@ -179,9 +180,7 @@ type headerToken struct{}
 // come as the X-Internal-Token header every other internal route takes.
 func (h *Handler) HTTPHandler() http.Handler {
 	events := app.Events(h.Handle)
-	requests := telemetry.NewRequests("HandleTimeout")
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func(start time.Time) { requests.Served(r.Context(), time.Since(start)) }(time.Now())
+	return app.Counted("HandleTimeout", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.idToken != nil {
 			if err := h.idToken.Check(r); err != nil {
 				h.log.Error("event refused: the caller's ID token was not accepted (the relay retries it; check the relay's service account and INTERNAL_ALLOWED_CALLERS)", "error", err.Error())
@@ -193,13 +192,5 @@ func (h *Handler) HTTPHandler() http.Handler {
 			r = r.WithContext(context.WithValue(r.Context(), headerToken{}, tok))
 		}
 		events.ServeHTTP(w, r)
-	})
-}
-
-func invalidMsg(err error) string {
-	var inv *domain.InvalidError
-	if errors.As(err, &inv) {
-		return inv.Msg
-	}
-	return "invalid"
+	}))
 }

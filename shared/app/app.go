@@ -274,9 +274,7 @@ func Lazy(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 // (continuing the caller's W3C trace), a request logger carrying the
 // trace in Cloud Logging's key, and the function's request counters.
 func Serve(name string, log *slog.Logger, project string, next http.Handler) http.Handler {
-	requests := telemetry.NewRequests(name)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func(start time.Time) { requests.Served(r.Context(), time.Since(start)) }(time.Now())
+	return Counted(name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := telemetry.Extract(r.Context(), r.Header.Get("traceparent"))
 		ctx, span := telemetry.Tracer().Start(ctx, name+" "+r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
@@ -285,5 +283,15 @@ func Serve(name string, log *slog.Logger, project string, next http.Handler) htt
 			l = l.With(a)
 		}
 		next.ServeHTTP(w, r.WithContext(store.WithSource(logging.With(ctx, l), name)))
+	}))
+}
+
+// Counted counts function name's requests and the time they took
+// (function.requests, function.request.time), what Cloud Run bills.
+func Counted(name string, next http.Handler) http.Handler {
+	requests := telemetry.NewRequests(name)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func(start time.Time) { requests.Served(r.Context(), time.Since(start)) }(time.Now())
+		next.ServeHTTP(w, r)
 	})
 }
