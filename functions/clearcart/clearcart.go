@@ -21,10 +21,11 @@ import (
 
 func init() {
 	functions.HTTP("ClearCart", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret)
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return app.Serve("ClearCart", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal)), nil
 	}))
 }

@@ -29,11 +29,12 @@ import (
 
 func init() {
 	functions.HTTP("CreateOrder", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvAuthSecret, config.EnvInternalSecret,
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvAuthSecret, config.EnvInternalSecret,
 			config.EnvAMQPURL, config.EnvDeductStockURL, config.EnvClearCartURL, config.EnvPayURL)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return app.Serve("CreateOrder", env.Log, env.Cfg.Project, New(env.Ordering(), env.Users, env.Internal)), nil
 	}))
 }

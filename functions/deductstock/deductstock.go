@@ -20,10 +20,11 @@ import (
 
 func init() {
 	functions.HTTP("DeductStock", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret)
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return app.Serve("DeductStock", env.Log, env.Cfg.Project, New(env.Store, env.Internal)), nil
 	}))
 }

@@ -54,11 +54,12 @@ func init() {
 	// app.Events): functions-framework's CloudEvent wrapper can leave a
 	// request blocked for good when the relay cancels one.
 	functions.HTTP("HandleTimeout", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
 			config.EnvPayURL, config.EnvDeductStockURL)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return New(env.Decider(), env.Cfg, env.Log, env.Internal).HTTPHandler(), nil
 	}))
 }

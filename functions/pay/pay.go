@@ -26,10 +26,11 @@ import (
 
 func init() {
 	functions.HTTP("Pay", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret, config.EnvAMQPURL)
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAuthSecret, config.EnvAMQPURL)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return app.Serve("Pay", env.Log, env.Cfg.Project, New(env.Store, env.Users, env.Internal, env.Timers)), nil
 	}))
 }

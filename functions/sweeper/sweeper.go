@@ -19,11 +19,12 @@ import (
 
 func init() {
 	functions.HTTP("Sweep", app.Lazy(func(ctx context.Context) (http.Handler, error) {
-		env, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
+		env, cleanup, err := app.NewEnv(ctx, config.EnvProject, config.EnvInternalSecret, config.EnvAMQPURL,
 			config.EnvPayURL, config.EnvDeductStockURL)
 		if err != nil {
 			return nil, err
 		}
+		app.OnTerminate(env.Log, cleanup)
 		return app.Serve("Sweep", env.Log, env.Cfg.Project, New(env.Sweeper(), env.Internal)), nil
 	}))
 }

@@ -103,30 +103,37 @@ func Topology(c config.Config) broker.Topology {
 	return broker.Topology{Prefix: c.BrokerPrefix, Mode: c.BrokerMode}
 }
 
-// NewEnv loads the config (requiring need) and builds the environment.
-// It installs telemetry once per process (a failed setup is tried again
-// by the next build) and, on SIGTERM (Cloud Run's notice before it stops
-// an instance), flushes the batched spans and the last metrics and closes
-// the environment's clients before the process ends.
-func NewEnv(ctx context.Context, need ...string) (*Env, error) {
+// NewEnv loads the config (requiring need), builds the environment and
+// returns it with its cleanup: flush the batched spans and the last
+// metrics, close the clients. The function hands the cleanup to
+// OnTerminate (Cloud Run's SIGTERM); a test calls it itself. Telemetry is
+// installed once per process (a failed setup is tried again by the next
+// build).
+func NewEnv(ctx context.Context, need ...string) (*Env, func(context.Context) error, error) {
 	cfg, err := config.Load(need...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	flush, err := installTelemetry(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	env, err := Build(ctx, cfg, logging.ForLevel(cfg.LogLevel))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	return env, func(ctx context.Context) error { return errors.Join(flush(ctx), env.Close()) }, nil
+}
+
+// OnTerminate runs cleanup when the process gets SIGTERM (Cloud Run's
+// notice before it stops an instance), within ShutdownGrace, then ends the
+// process as the signal would.
+func OnTerminate(log *slog.Logger, cleanup func(context.Context) error) {
 	go OnSignal(sigterm(), func(ctx context.Context) {
-		if err := errors.Join(flush(ctx), env.Close()); err != nil {
-			env.Log.Warn("shutdown: flush or close failed", "error", err.Error())
+		if err := cleanup(ctx); err != nil {
+			log.Warn("shutdown: flush or close failed", "error", err.Error())
 		}
 	}, reraise)
-	return env, nil
 }
 
 // Close closes the environment's clients (the order-events publisher
