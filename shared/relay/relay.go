@@ -148,7 +148,6 @@ func errString(err error) string {
 // waiting in memory.
 type session struct {
 	r     *Relay
-	ctx   context.Context
 	pub   *broker.Channel
 	due   *consumer
 	retry *consumer
@@ -165,14 +164,8 @@ type session struct {
 	mu     sync.Mutex
 	timer  map[*waiting]struct{}
 	held   sync.WaitGroup
-	// copies are re-published messages waiting for their confirm;
-	// pubCtx (ctx without its cancel) publishes them and dead letters, and
-	// waitCtx waits, until the session ends.
-	copies          chan *copyWait
-	pubCtx, waitCtx context.Context
-	// deliverCtx bounds deliveries: past a shutdown signal for as long as
-	// the session drains, and no longer.
-	deliverCtx context.Context
+	// copies are re-published messages waiting for their confirm.
+	copies chan *copyWait
 }
 
 // consumer is one consuming channel: its queue, its acks, and how long a
@@ -427,21 +420,21 @@ func (r *Relay) session(ctx context.Context) error {
 	r.Metrics.Connected.Store(true)
 	r.opt.Log.Info("relay consuming", "queue", r.opt.Topology.DueQueue(), "target", r.opt.Target, "concurrency", r.opt.Concurrency, "prefetch", r.opt.Prefetch)
 
-	s := &session{r: r, ctx: ctx, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
+	s := &session{r: r, pub: pub, due: due, retry: retry, ready: make(chan job, 2*r.opt.Prefetch),
 		stop: make(chan struct{}), released: make(chan struct{}), failed: make(chan error, 1), timer: map[*waiting]struct{}{},
 		copies: make(chan *copyWait, 2*r.opt.Prefetch+r.opt.Concurrency)}
-	// Copies are published and confirmed past a shutdown signal, for as
-	// long as the session drains.
-	s.pubCtx = context.WithoutCancel(ctx)
-	var cancelDeliveries context.CancelFunc
-	s.deliverCtx, cancelDeliveries = context.WithCancel(s.pubCtx)
+	// Deliveries, and the copies and dead letters they publish, go on past
+	// a shutdown signal for as long as the session drains (deliverCtx),
+	// and no longer; confirms are awaited until the session ends
+	// (waitCtx).
+	drain := context.WithoutCancel(ctx)
+	deliverCtx, cancelDeliveries := context.WithCancel(drain)
 	defer cancelDeliveries()
-	var cancelWaits context.CancelFunc
-	s.waitCtx, cancelWaits = context.WithCancel(s.pubCtx)
+	waitCtx, cancelWaits := context.WithCancel(drain)
 	copiesEnd := make(chan struct{})
 	defer func() { cancelWaits(); close(copiesEnd) }()
 	for range copyWaiters {
-		go s.confirmCopies(copiesEnd)
+		go s.confirmCopies(waitCtx, copiesEnd)
 	}
 	due.ack, retry.ack = newAcker(due.ch, &r.Metrics.AckFrames, r.opt.Log), newAcker(retry.ch, &r.Metrics.AckFrames, r.opt.Log)
 	go r.watchDepths(conn, copiesEnd)
@@ -456,7 +449,7 @@ func (r *Relay) session(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				s.handle(j)
+				s.handle(deliverCtx, j)
 			}
 		}()
 	}
@@ -524,8 +517,10 @@ func (s *session) log(m broker.Message) *slog.Logger {
 var producer = trace.WithSpanKind(trace.SpanKindProducer)
 
 // handle routes one delivery: hop to a tier if not yet due, else deliver.
-// It acks only after the message's fate is settled.
-func (s *session) handle(j job) {
+// It acks only after the message's fate is settled. ctx bounds the
+// delivery; the copies and dead letters it publishes use it without its
+// cancel, so a message being settled is settled.
+func (s *session) handle(ctx context.Context, j job) {
 	r := s.r
 	defer r.Metrics.InFlight.Add(-1)
 	if j.since.IsZero() {
@@ -533,12 +528,12 @@ func (s *session) handle(j job) {
 	}
 	m, err, ack := j.m, j.err, j.c.ack
 	if err != nil {
-		s.settle(j, m, "malformed message: "+err.Error())
+		s.settle(ctx, j, m, "malformed message: "+err.Error())
 		return
 	}
 	remaining := m.DueAt.Sub(r.opt.Now())
 	if remaining >= broker.HoldMax {
-		s.republish(j, m, false, &r.Metrics.Hops)
+		s.republish(ctx, j, m, false, &r.Metrics.Hops)
 		return
 	}
 	if remaining > 0 {
@@ -553,18 +548,18 @@ func (s *session) handle(j job) {
 	// create), and hands it on in the CloudEvent: with a span of its own
 	// when spans are recorded, else the message's trace context as it is
 	// (a span nobody records cost ~4 % of a delivery's CPU).
-	ctx, out := s.deliverCtx, m // the message keeps the create's trace for its retries
+	postCtx, out := ctx, m // the message keeps the create's trace for its retries
 	var span trace.Span
 	if telemetry.Recording() {
-		ctx, span = telemetry.Tracer().Start(telemetry.Extract(s.deliverCtx, m.Trace), "relay.deliver "+m.Type, producer)
-		out.Trace = telemetry.Inject(ctx)
+		postCtx, span = telemetry.Tracer().Start(telemetry.Extract(ctx, m.Trace), "relay.deliver "+m.Type, producer)
+		out.Trace = telemetry.Inject(postCtx)
 	}
-	status, detail, err := r.poster.post(ctx, out)
+	status, detail, err := r.poster.post(postCtx, out)
 	if span != nil {
 		span.End()
 	}
 	if errors.Is(err, errHeader) {
-		s.settle(j, m, "malformed message: "+err.Error())
+		s.settle(ctx, j, m, "malformed message: "+err.Error())
 		return
 	}
 	verdict := judge(status, err)
@@ -574,7 +569,7 @@ func (s *session) handle(j job) {
 		ack.ack(j.tag)
 		return
 	case badMessage:
-		s.settle(j, m, fmt.Sprintf("target answered %d: %s", status, detail))
+		s.settle(ctx, j, m, fmt.Sprintf("target answered %d: %s", status, detail))
 		return
 	}
 	reason := fmt.Sprintf("target answered %d: %s", status, detail)
@@ -583,7 +578,7 @@ func (s *session) handle(j job) {
 	}
 	m.Attempt++
 	if m.Attempt >= r.opt.MaxAttempts {
-		s.settle(j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
+		s.settle(ctx, j, m, fmt.Sprintf("gave up after %d attempts; last: %s", m.Attempt, reason))
 		return
 	}
 	wait := r.retryWait(m.Attempt, verdict != transient)
@@ -595,7 +590,7 @@ func (s *session) handle(j job) {
 		r.Metrics.Refused(status)
 		s.log(m).Error("target refused the delivery: check the relay's credential and target URL; retrying",
 			"status", status, "attempt", m.Attempt, "in", wait.String(), "reason", reason)
-	case r.opt.Log.Enabled(s.ctx, slog.LevelInfo):
+	case r.opt.Log.Enabled(ctx, slog.LevelInfo):
 		s.log(m).Info("delivery will be retried", "attempt", m.Attempt, "in", wait.String(), "reason", reason)
 	}
 	m.DueAt = r.opt.Now().Add(wait)
@@ -612,21 +607,22 @@ func (s *session) handle(j job) {
 	// A longer wait: a copy carrying the attempt count goes to the retry
 	// queue, whose consumer waits it out in memory, or, beyond HoldRetry,
 	// rides the ladder; this delivery is acked once the copy is confirmed.
-	s.republish(j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried, &r.Metrics.RetryCopies)
+	s.republish(ctx, j, m, wait <= r.opt.HoldRetry, &r.Metrics.Retried, &r.Metrics.RetryCopies)
 }
 
 // republish puts m back on the ladder, or on the retry queue, and acks j
 // once the broker confirmed the copy (or requeues j if it did not). The
 // worker does not wait for the confirm: it goes on to the next message,
 // and the session's confirmCopies waits for it.
-func (s *session) republish(j job, m broker.Message, retry bool, counters ...*atomic.Int64) {
+func (s *session) republish(ctx context.Context, j job, m broker.Message, retry bool, counters ...*atomic.Int64) {
 	r := s.r
+	ctx = context.WithoutCancel(ctx)
 	var wait func(context.Context) error
 	var err error
 	if retry {
-		wait, err = broker.PublishRetryAsync(s.pubCtx, s.pub, r.opt.Topology, m)
+		wait, err = broker.PublishRetryAsync(ctx, s.pub, r.opt.Topology, m)
 	} else {
-		wait, err = broker.PublishAsync(s.pubCtx, s.pub, r.opt.Topology, m, r.opt.Now())
+		wait, err = broker.PublishAsync(ctx, s.pub, r.opt.Topology, m, r.opt.Now())
 	}
 	if err != nil {
 		s.unpublished(j, m, "re-publish", err)
@@ -656,11 +652,11 @@ const copyWaiters = 16
 // confirmCopies waits for each copy's confirm and then acks its original,
 // until end is closed; originals still waiting then go back to their queue
 // with their channel.
-func (s *session) confirmCopies(end <-chan struct{}) {
+func (s *session) confirmCopies(ctx context.Context, end <-chan struct{}) {
 	for {
 		select {
 		case c := <-s.copies:
-			s.confirmed(c)
+			s.confirmed(ctx, c)
 		case <-end:
 			for {
 				select {
@@ -676,9 +672,9 @@ func (s *session) confirmCopies(end <-chan struct{}) {
 
 // confirmed waits (up to 30 s) for one copy's confirm and settles its
 // original.
-func (s *session) confirmed(c *copyWait) {
+func (s *session) confirmed(ctx context.Context, c *copyWait) {
 	defer s.r.Metrics.InFlight.Add(-1)
-	ctx, cancel := context.WithTimeout(s.waitCtx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.wait(ctx); err != nil {
 		s.unpublished(c.j, c.m, "re-publish", err)
@@ -691,9 +687,9 @@ func (s *session) confirmed(c *copyWait) {
 }
 
 // settle dead-letters a message with a reason, then acks it.
-func (s *session) settle(j job, m broker.Message, reason string) {
+func (s *session) settle(ctx context.Context, j job, m broker.Message, reason string) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(s.pubCtx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := broker.PublishDead(ctx, s.pub, r.opt.Topology, m, reason); err != nil {
 		s.unpublished(j, m, "dead-letter", err)

@@ -197,7 +197,7 @@ func (m *meter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clie
 	}
 	switch strings.TrimPrefix(method, firestoreRPC) {
 	case "BatchGetDocuments", "RunQuery", "RunAggregationQuery":
-		return &countingStream{ClientStream: cs, m: m, ctx: ctx, op: op, query: !strings.HasSuffix(method, "BatchGetDocuments")}, nil
+		return &countingStream{ClientStream: cs, m: m, op: op, query: !strings.HasSuffix(method, "BatchGetDocuments")}, nil
 	}
 	return cs, nil
 }
@@ -205,7 +205,6 @@ func (m *meter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.Clie
 type countingStream struct {
 	grpc.ClientStream
 	m     *meter
-	ctx   context.Context // the call's, for the counters' attributes only
 	op    string
 	query bool
 	docs  int64
@@ -231,11 +230,11 @@ func (s *countingStream) RecvMsg(msg any) error {
 			}
 		}
 		s.docs += n
-		s.m.add(s.ctx, s.op, kReads, n)
+		s.m.add(context.Background(), s.op, kReads, n)
 		return nil
 	}
 	if errors.Is(err, io.EOF) && s.query && s.docs == 0 && !s.done {
-		s.m.add(s.ctx, s.op, kReads, 1) // an empty result is billed one read
+		s.m.add(context.Background(), s.op, kReads, 1) // an empty result is billed one read
 	}
 	s.done = true
 	return err
