@@ -62,7 +62,9 @@ demo:
 	$(GO) run ./local/cmd/demo
 
 ## load: load the running `make run`; ORDERS, RATE, PAY, CANCEL, ITEMS, SHARDS, LIMIT (each item's maxPerShopper) override the defaults.
+## It ends with the work one order does down each path (COST_ORDERS orders per path; 0 skips it).
 ORDERS ?= 2000
+COST_ORDERS ?= 20
 RATE ?= 100
 PAY ?= 0.5
 CANCEL ?= 0
@@ -70,7 +72,7 @@ ITEMS ?= 100
 SHARDS ?= 1
 LIMIT ?= 0
 load:
-	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL) -items $(ITEMS) -shards $(SHARDS) -max-per-shopper $(LIMIT)
+	$(GO) run ./local/cmd/load -orders $(ORDERS) -rate $(RATE) -pay $(PAY) -cancel $(CANCEL) -items $(ITEMS) -shards $(SHARDS) -max-per-shopper $(LIMIT) -cost-orders $(COST_ORDERS)
 
 ## smoke: from outside, as a shopper: an unpaid order cancelled at its deadline, stock back, a shopper cancel.
 ## Against `make run` by default; against a deployment: make smoke SMOKE_ARGS='-createorder URL -deductstock URL -token TOKEN'
