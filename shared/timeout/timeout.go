@@ -182,35 +182,21 @@ func (d *Decider) Remind(ctx context.Context, orderID string, deadline time.Time
 // Only when Pay has no pay order is the order read: one that does not
 // exist is an error (a malformed event), not nothing to do.
 func (d *Decider) Check(ctx context.Context, orderID string) (Outcome, error) {
-	log := logging.From(ctx).With(logging.KeyOrderID, orderID)
-	out, done, err := d.paidIfSucceeded(ctx, log, orderID)
-	if errors.Is(err, errNoPayOrder) {
+	p, err := d.Pay.Query(ctx, orderID)
+	switch {
+	case errors.Is(err, domain.ErrNotFound):
+		// No payment started, or no such order: only the latter is an error.
 		if _, err := d.Orders.Order(ctx, orderID); err != nil {
 			return NothingToDo, err
 		}
 		return NothingToDo, nil
-	}
-	if !done && err == nil {
-		return NothingToDo, nil
-	}
-	return out, err
-}
-
-// errNoPayOrder: Pay has no pay order for the order (no payment started).
-var errNoPayOrder = errors.New("no pay order")
-
-func (d *Decider) paidIfSucceeded(ctx context.Context, log *slog.Logger, orderID string) (Outcome, bool, error) {
-	p, err := d.Pay.Query(ctx, orderID)
-	switch {
-	case errors.Is(err, domain.ErrNotFound):
-		return "", false, errNoPayOrder
 	case err != nil:
-		return "", false, fmt.Errorf("%w: query payment: %w", ErrRetryLater, err)
+		return "", fmt.Errorf("%w: query payment: %w", ErrRetryLater, err)
 	case p.Status == domain.PaySuccess:
-		_, out, err := d.markPaid(ctx, log, orderID)
-		return out, true, err
+		_, out, err := d.markPaid(ctx, logging.From(ctx).With(logging.KeyOrderID, orderID), orderID)
+		return out, err
 	}
-	return "", false, nil
+	return NothingToDo, nil
 }
 
 func (d *Decider) markPaid(ctx context.Context, log *slog.Logger, orderID string) (domain.Order, Outcome, error) {
