@@ -129,17 +129,13 @@ func (m Mix) PerOrder() Path {
 // the relay's re-publishes between them, from the topology's own routing.
 func TimerMessages(d time.Duration) (tiers, hops int) {
 	t := broker.Topology{Mode: broker.ModeLadder}
-	for remaining := d; remaining >= broker.HoldMax; {
-		_, key := t.Route(remaining)
-		var k int
-		if _, err := fmt.Sscanf(key[strings.LastIndex(key, ".t")+2:], "%d", &k); err != nil {
-			break
+	for remaining := d; ; tiers++ {
+		k, ok := t.Tier(remaining)
+		if !ok {
+			return tiers, max(tiers-1, 0)
 		}
-		ttl := broker.TierTTL(k)
-		tiers++
-		remaining -= ttl
+		remaining -= broker.TierTTL(k)
 	}
-	return tiers, max(tiers-1, 0)
 }
 
 // Deployment is what a shop runs: the terraform variables that cost money

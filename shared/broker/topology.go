@@ -231,14 +231,25 @@ func (t Topology) Route(remaining time.Duration) (exchange, key string) {
 	if t.Mode == ModeNative {
 		return t.HopExchange(), ""
 	}
-	if remaining < HoldMax {
+	k, ok := t.Tier(remaining)
+	if !ok {
 		return t.HopExchange(), ""
 	}
-	k := firstTier
+	return t.DelayExchange(), t.TierQueue(k)
+}
+
+// Tier is the ladder tier a message due after remaining goes to next, or
+// ok=false when it is due within HoldMax (the due queue; the relay waits
+// the rest in memory).
+func (t Topology) Tier(remaining time.Duration) (k int, ok bool) {
+	if remaining < HoldMax {
+		return 0, false
+	}
+	k = firstTier
 	for k+1 < t.tiers() && TierTTL(k+1)+tierSlack(TierTTL(k+1)) <= remaining {
 		k++
 	}
-	return t.DelayExchange(), t.TierQueue(k)
+	return k, true
 }
 
 // tierSlack is how long before its due time a message must come out of a
