@@ -32,12 +32,56 @@ const DefaultAMQPURL = "amqp://guest:guest@127.0.0.1:5672/"
 var (
 	emuMu    sync.Mutex
 	emuGroup proc.Group
-	emuHost  string
-	emuErr   error
-
-	psHost string
-	psErr  error
 )
+
+// emulatorRun is one kind of emulator a test process shares: the one
+// FIRESTORE_EMULATOR_HOST (PUBSUB_EMULATOR_HOST) names, or one it starts.
+type emulatorRun struct {
+	env, name, command string // its variable, its name, the gcloud command that starts one
+	start              func(*proc.Group, io.Writer) (*emulator.Emulator, error)
+	host               string
+	err                error
+}
+
+var (
+	firestoreRun = &emulatorRun{env: "FIRESTORE_EMULATOR_HOST", name: "Firestore", command: "gcloud emulators firestore start", start: emulator.Start}
+	pubsubRun    = &emulatorRun{env: "PUBSUB_EMULATOR_HOST", name: "Pub/Sub", command: "gcloud beta emulators pubsub start", start: emulator.StartPubSub}
+)
+
+// hostFor returns the emulator's host:port, starting one when its variable
+// is unset; the first call that starts it sets the variable for the whole
+// process.
+func (r *emulatorRun) hostFor(t testing.TB) string {
+	t.Helper()
+	emuMu.Lock()
+	defer emuMu.Unlock()
+	if h := os.Getenv(r.env); h != "" && r.host == "" {
+		if err := emulator.Ready(h, 5*time.Second, nil); err != nil {
+			t.Fatalf("%s=%s does not answer (%v); start one with `%s --host-port=%s`, or unset the variable to let the tests start their own", r.env, h, err, r.command, h)
+		}
+		r.host = h
+	}
+	if r.host == "" && r.err == nil {
+		r.host, r.err = r.run()
+	}
+	if r.err != nil {
+		t.Fatalf("%s emulator: %v", r.name, r.err)
+	}
+	return r.host
+}
+
+func (r *emulatorRun) run() (string, error) {
+	log, err := os.CreateTemp("", strings.ToLower(strings.ReplaceAll(r.name, "/", ""))+"-emulator-*.log")
+	if err != nil {
+		return "", err
+	}
+	e, err := r.start(&emuGroup, log)
+	if err != nil {
+		return "", fmt.Errorf("%w; its log: %s", err, log.Name())
+	}
+	os.Setenv(r.env, e.Host)
+	return e.Host, nil
+}
 
 // Main wraps testing.M.Run: it stops an emulator this process started, with
 // its whole process group, whatever the tests did. Use it from TestMain:
@@ -49,71 +93,15 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// FirestoreHost returns the emulator's host:port, starting one when
-// FIRESTORE_EMULATOR_HOST is unset. The first call that starts it sets
+// FirestoreHost returns the Firestore emulator's host:port, starting one
+// when FIRESTORE_EMULATOR_HOST is unset. The first call that starts it sets
 // FIRESTORE_EMULATOR_HOST for the whole process.
-func FirestoreHost(t testing.TB) string {
-	t.Helper()
-	emuMu.Lock()
-	defer emuMu.Unlock()
-	if h := os.Getenv("FIRESTORE_EMULATOR_HOST"); h != "" && emuHost == "" {
-		if err := emulator.Ready(h, 5*time.Second, nil); err != nil {
-			t.Fatalf("FIRESTORE_EMULATOR_HOST=%s does not answer (%v); start one with `gcloud emulators firestore start --host-port=%s`, or unset the variable to let the tests start their own", h, err, h)
-		}
-		emuHost = h
-	}
-	if emuHost == "" && emuErr == nil {
-		emuHost, emuErr = startEmulator()
-	}
-	if emuErr != nil {
-		t.Fatalf("Firestore emulator: %v", emuErr)
-	}
-	return emuHost
-}
-
-func startEmulator() (string, error) {
-	log, err := os.CreateTemp("", "firestore-emulator-*.log")
-	if err != nil {
-		return "", err
-	}
-	e, err := emulator.Start(&emuGroup, log)
-	if err != nil {
-		return "", fmt.Errorf("%w; its log: %s", err, log.Name())
-	}
-	os.Setenv("FIRESTORE_EMULATOR_HOST", e.Host)
-	return e.Host, nil
-}
+func FirestoreHost(t testing.TB) string { t.Helper(); return firestoreRun.hostFor(t) }
 
 // PubSubHost returns the Pub/Sub emulator's host:port, starting one when
 // PUBSUB_EMULATOR_HOST is unset; the first call that starts it sets
 // PUBSUB_EMULATOR_HOST for the whole process.
-func PubSubHost(t testing.TB) string {
-	t.Helper()
-	emuMu.Lock()
-	defer emuMu.Unlock()
-	if h := os.Getenv("PUBSUB_EMULATOR_HOST"); h != "" && psHost == "" {
-		if err := emulator.Ready(h, 5*time.Second, nil); err != nil {
-			t.Fatalf("PUBSUB_EMULATOR_HOST=%s does not answer (%v); start one with `gcloud beta emulators pubsub start --host-port=%s`, or unset the variable to let the tests start their own", h, err, h)
-		}
-		psHost = h
-	}
-	if psHost == "" && psErr == nil {
-		var log *os.File
-		if log, psErr = os.CreateTemp("", "pubsub-emulator-*.log"); psErr == nil {
-			var e *emulator.Emulator
-			if e, psErr = emulator.StartPubSub(&emuGroup, log); psErr == nil {
-				psHost = e.Host
-				os.Setenv("PUBSUB_EMULATOR_HOST", e.Host)
-			} else {
-				psErr = fmt.Errorf("%w; its log: %s", psErr, log.Name())
-			}
-		}
-	}
-	if psErr != nil {
-		t.Fatalf("Pub/Sub emulator: %v", psErr)
-	}
-	return psHost
-}
+func PubSubHost(t testing.TB) string { t.Helper(); return pubsubRun.hostFor(t) }
 
 // StopEmulator stops the emulators this process started (the gcloud
 // wrappers and their Java children, by process group). It is safe to call more than once.
