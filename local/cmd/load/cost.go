@@ -27,6 +27,10 @@ type meters struct {
 	client *http.Client
 }
 
+func newMeters(e *runenv.Env) meters {
+	return meters{e: e, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
 func (m meters) scrape(withSweep bool) (map[string]cost.Sample, error) {
 	out := map[string]cost.Sample{}
 	for name, url := range m.e.Metrics {
@@ -51,8 +55,8 @@ func (m meters) scrape(withSweep bool) (map[string]cost.Sample, error) {
 // path's first create and one after its last decision (and its timer's
 // delivery) settled. The functions' idle CPU, measured first over a quiet
 // spell, is taken off.
-func costPaths(ctx context.Context, e *runenv.Env, envFile string, st *store.Store, run string, n int, timeout time.Duration) error {
-	m := meters{e: e, client: &http.Client{Timeout: 10 * time.Second}}
+func costPaths(ctx context.Context, m meters, envFile string, st *store.Store, run string, n int, timeout time.Duration) error {
+	e := m.e
 	logs := filepath.Join(filepath.Dir(envFile), "logs")
 	item, scarce := run+"-cost", run+"-scarce"
 	d := seed.Data{Items: []seed.Item{{ItemID: item, Name: item, PriceCents: 500, Stock: 1_000_000}, {ItemID: scarce, Name: scarce, PriceCents: 500, Stock: 1}}}

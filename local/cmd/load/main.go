@@ -153,7 +153,7 @@ func run(o options) error {
 		return fmt.Errorf("order events: %w", err)
 	}
 	// The processes' counters before the load, for its work per order.
-	m := meters{e: e, client: &http.Client{Timeout: 10 * time.Second}}
+	m := newMeters(e)
 	var countersBefore map[string]cost.Sample
 	if !o.chaos { // a killed process starts its counters again
 		if countersBefore, err = m.scrape(true); err != nil {
@@ -398,7 +398,7 @@ func run(o options) error {
 		return evErr
 	}
 	if o.costOrders > 0 && !o.chaos {
-		return costPaths(ctx, e, o.env, st, run, o.costOrders, o.timeout)
+		return costPaths(ctx, m, o.env, st, run, o.costOrders, o.timeout)
 	}
 	return nil
 }
